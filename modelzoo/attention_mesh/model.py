@@ -1,0 +1,203 @@
+"""The Attention Mesh: one network predicts the 468-point mesh, a spatial transformer crops
+its feature map around lips and eyes, and region heads refine lips, eyes and irises.
+
+One configurable implementation serves MediaPipe's shipped topology (`attention_mesh`) and
+the paper's configuration (`attention_mesh_paper`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..layers import BlazeBlock, ConvPReLU, blaze_stage, check_image_input, crop_matrix, sample_crop, transform_points
+from ..spec import TensorSpec
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """One attention region: which landmarks place the crop and which outputs its head predicts.
+
+    `subset` doubles as the mesh indices the region's first output overwrites (MediaPipe's
+    refinement lists are the op's subset lists)."""
+
+    name: str
+    left_idx: int
+    right_idx: int
+    subset: tuple[int, ...]
+    outputs: tuple[tuple[str, int], ...]  # (output name, number of 2-D points) per branch
+    scale: tuple[float, float] = (1.5, 1.5)
+    target_rotation: float = 0.0
+
+
+@dataclass(frozen=True)
+class AttentionMeshConfig:
+    input_size: int = 192
+    stem_channels: int = 16
+    # (channels, blocks) per resolution; every stage after the first starts with a stride-2 block.
+    stages: tuple[tuple[int, int], ...] = ((16, 2), (32, 2), (64, 2), (128, 2), (128, 2), (128, 2))
+    feature_stage: int = 1          # crops sample the output of this stage's stride-2 block
+    head_channels: int = 32
+    crop_size: int = 16
+    region_trunk: tuple[tuple[int, int], ...] = ((32, 2), (64, 2), (128, 0))
+    region_branch: tuple[tuple[int, int], ...] = ((128, 2), (128, 2))
+    num_mesh: int = 468
+    iris_contour: int = 16          # MediaPipe: iris z = mean z of the eye's first 16 (contour) points
+    regions: tuple[RegionConfig, ...] = field(default_factory=tuple)
+
+    @property
+    def feature_size(self) -> int:
+        return self.input_size // 2 ** (self.feature_stage + 1)
+
+    @property
+    def feature_scale(self) -> float:
+        """Feature-map pixels per input pixel (MediaPipe: 0.25)."""
+        return self.feature_size / self.input_size
+
+    @property
+    def feature_channels(self) -> int:
+        return self.stages[self.feature_stage][0]
+
+    @property
+    def final_size(self) -> int:
+        return self.input_size // 2 ** len(self.stages)
+
+    @property
+    def region_final_size(self) -> int:
+        downs = sum(1 for i, _ in enumerate(self.region_trunk) if i > 0) + len(self.region_branch) - 1
+        return self.crop_size // 2 ** downs
+
+
+class RegionHead(nn.Module):
+    """Shared trunk on the crop, then one branch per output (eye and iris split here)."""
+
+    def __init__(self, cfg: AttentionMeshConfig, region: RegionConfig):
+        super().__init__()
+        trunk: list[nn.Module] = []
+        cin = cfg.feature_channels
+        for i, (c, n) in enumerate(cfg.region_trunk):
+            trunk += blaze_stage(cin, c, n, downsample=i > 0)
+            cin = c
+        self.trunk = nn.Sequential(*trunk)
+        k = cfg.region_final_size
+        self.branches = nn.ModuleDict()
+        for out_name, n_points in region.outputs:
+            layers: list[nn.Module] = []
+            c_in = cin
+            for i, (c, n) in enumerate(cfg.region_branch):
+                layers += blaze_stage(c_in, c, n, downsample=i > 0)
+                c_in = c
+            layers += [ConvPReLU(c_in, cfg.head_channels), BlazeBlock(cfg.head_channels, cfg.head_channels),
+                       nn.Conv2d(cfg.head_channels, n_points * 2, k)]
+            self.branches[out_name] = nn.Sequential(*layers)
+
+    def forward(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.trunk(crop)
+        return {name: b(h).reshape(h.shape[0], -1, 2) for name, b in self.branches.items()}
+
+
+class AttentionMesh(nn.Module):
+    def __init__(self, cfg: AttentionMeshConfig, input_spec: TensorSpec):
+        super().__init__()
+        if not cfg.regions:
+            raise ValueError("AttentionMeshConfig needs at least one region")
+        self.cfg = cfg
+        self.input_spec = input_spec
+        self.stem = ConvPReLU(3, cfg.stem_channels, kernel=3, stride=2)
+        blocks: list[nn.Module] = []
+        cin = cfg.stem_channels
+        self.feature_index = -1
+        for i, (c, n) in enumerate(cfg.stages):
+            if i == cfg.feature_stage:
+                self.feature_index = len(blocks) if i > 0 else -1
+            blocks += blaze_stage(cin, c, n, downsample=i > 0)
+            cin = c
+        self.backbone = nn.ModuleList(blocks)
+        self.neck = nn.Sequential(ConvPReLU(cin, cfg.head_channels), BlazeBlock(cfg.head_channels, cfg.head_channels))
+        k = cfg.final_size
+        self.mesh_head = nn.Conv2d(cfg.head_channels, cfg.num_mesh * 3, k)
+        self.face_flag_head = nn.Conv2d(cfg.head_channels, 1, k)
+        self.regions = nn.ModuleDict({r.name: RegionHead(cfg, r) for r in cfg.regions})
+        for r in cfg.regions:
+            self.register_buffer(f"subset_{r.name}", torch.tensor(r.subset, dtype=torch.long), persistent=False)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone: (feature map the crops sample from, final features)."""
+        h = self.stem(x)
+        feat = h
+        for i, block in enumerate(self.backbone):
+            h = block(h)
+            if i == self.feature_index:
+                feat = h
+        return feat, self.neck(h)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = check_image_input(x, self.input_spec)
+        cfg = self.cfg
+        n = x.shape[0]
+        feat, top = self.features(x)
+        mesh = self.mesh_head(top).reshape(n, cfg.num_mesh, 3)
+        face_flag = torch.sigmoid(self.face_flag_head(top).reshape(n, 1))
+        s = cfg.feature_scale
+        crop_hw = (cfg.crop_size, cfg.crop_size)
+        mesh_feat = mesh * s
+        region_out: dict[str, torch.Tensor] = {}
+        for r in cfg.regions:
+            m = crop_matrix(mesh_feat, getattr(self, f"subset_{r.name}"), r.left_idx, r.right_idx,
+                            crop_hw, r.scale, r.target_rotation)
+            crop = sample_crop(feat, m, crop_hw)
+            for name, pts in self.regions[r.name](crop).items():
+                # Heads predict in the crop frame ×(1/s); map through the matrix with its
+                # translation ×(1/s) to land in input pixels.
+                region_out[name] = transform_points(pts, m, 1.0 / s)
+        landmarks = self.assemble(mesh, region_out)
+        return {"landmarks": landmarks, "face_flag": face_flag, **region_out}
+
+    def assemble(self, mesh: torch.Tensor, region_out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """478 landmarks: region points overwrite x,y of the mesh at their subset indices (z kept);
+        irises are appended with z = mean mesh z of their eye's contour points.
+
+        Written as one concatenation and one constant-index gather per coordinate."""
+        cfg = self.cfg
+        n = mesh.shape[0]
+        xy_parts = [mesh[..., :2]]
+        index = list(range(cfg.num_mesh))
+        offset = cfg.num_mesh
+        irises: list[tuple[str, RegionConfig]] = []
+        for r in cfg.regions:
+            main, *extra = r.outputs
+            xy_parts.append(region_out[main[0]])
+            for j, idx in enumerate(r.subset):
+                index[idx] = offset + j
+            offset += main[1]
+            irises += [(name, r) for name, _ in extra]
+        z_parts = [mesh[..., 2]]
+        for name, r in irises:
+            contour = torch.tensor(r.subset[: cfg.iris_contour], dtype=torch.long, device=mesh.device)
+            z = mesh[..., 2].index_select(1, contour).mean(dim=1, keepdim=True)
+            pts = region_out[name]
+            z_parts.append(z.expand(n, pts.shape[1]))
+        all_xy = torch.cat(xy_parts, dim=1)
+        xy = all_xy.index_select(1, torch.tensor(index, dtype=torch.long, device=mesh.device))
+        iris_xy = [region_out[name] for name, _ in irises]
+        xy = torch.cat([xy, *iris_xy], dim=1)
+        z = torch.cat(z_parts, dim=1)
+        return torch.cat([xy, z.unsqueeze(-1)], dim=-1)
+
+
+def with_regions(model: AttentionMesh, regions: tuple[RegionConfig, ...]) -> None:
+    """Replace the model's region configuration (e.g. with the one read from a weight file).
+    Regions must match the existing heads by name and point counts."""
+    by_name = {r.name: r for r in regions}
+    if set(by_name) != {r.name for r in model.cfg.regions}:
+        raise ValueError(f"regions {sorted(by_name)} do not match the model's "
+                         f"{sorted(r.name for r in model.cfg.regions)}")
+    ordered = []
+    for old in model.cfg.regions:
+        new = by_name[old.name]
+        if new.outputs != old.outputs or len(new.subset) != old.outputs[0][1]:
+            raise ValueError(f"region {old.name}: outputs {new.outputs} do not match {old.outputs}")
+        ordered.append(new)
+        getattr(model, f"subset_{new.name}").copy_(torch.tensor(new.subset, dtype=torch.long))
+    from dataclasses import replace
+    model.cfg = replace(model.cfg, regions=tuple(ordered))

@@ -1,0 +1,33 @@
+"""`attention_mesh_paper`: the paper's configuration of the Attention Mesh (256 input,
+64×64 features, 24×24 crops, iris split at 6×6), seeded random init. Same implementation as
+`attention_mesh`, another config."""
+from dataclasses import replace
+
+from ..attention_mesh.model import AttentionMesh
+from ..attention_mesh.spec import CONFIG as SHIPPED, image_input, landmark_outputs, LANDMARK_OUTPUTS
+from ..registry import register_model
+from ..spec import DEFAULT_TARGETS, ModelSpec, landmark_tolerances
+
+CONFIG = replace(SHIPPED, input_size=256, crop_size=24)
+
+
+def spec() -> ModelSpec:
+    return ModelSpec(
+        id="attention_mesh_paper",
+        description="Attention Mesh in the paper's configuration (256 input, 64×64 features, 24×24 crops, "
+                    "iris split at 6×6); seeded random init, no pretrained weights",
+        inputs=(image_input(CONFIG.input_size),),
+        outputs=landmark_outputs(CONFIG.input_size),
+        preprocessing="RGB face crop resized to 256×256, float32 in [0,1], NCHW",
+        tolerances=landmark_tolerances(),
+        targets=DEFAULT_TARGETS,
+        landmark_outputs=LANDMARK_OUTPUTS,
+        min_onnx_opset=16,
+        config={"input_size": CONFIG.input_size, "feature_size": CONFIG.feature_size,
+                "crop_size": CONFIG.crop_size, "iris_split": CONFIG.crop_size // 4},
+    )
+
+
+@register_model("attention_mesh_paper", spec=spec, seed=2020)
+def build() -> AttentionMesh:
+    return AttentionMesh(CONFIG, spec().input("image"))

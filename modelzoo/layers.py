@@ -1,0 +1,239 @@
+"""Building blocks shared by the zoo models: BlazeFace-style blocks with TF-SAME padding,
+MediaPipe's crop matrix, the bilinear crop sampler and input-contract checks."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputContractError
+from .spec import TensorSpec
+
+
+def tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow SAME padding (before, after): the extra pixel goes after (right/bottom)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SamePadConv(nn.Conv2d):
+    """Conv2d with TensorFlow SAME padding computed from the input size (asymmetric when odd)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        top, bottom = tf_same_pad(x.shape[-2], kh, sh)
+        left, right = tf_same_pad(x.shape[-1], kw, sw)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class ConvPReLU(nn.Module):
+    """k×k convolution (SAME) followed by a per-channel PReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1):
+        super().__init__()
+        self.conv = SamePadConv(cin, cout, kernel, stride)
+        self.act = nn.PReLU(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class BlazeBlock(nn.Module):
+    """depthwise 3×3 (+bias) → 1×1 conv (+bias) → + skip → per-channel PReLU.
+
+    Stride 2 pads right/bottom only (TF-SAME) and its skip is a 2×2 max-pool; extra output
+    channels of the skip are zeros (channel padding), as in MediaPipe's models."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        if cout < cin:
+            raise ValueError(f"BlazeBlock cannot shrink channels ({cin}→{cout})")
+        self.cin, self.cout, self.stride = cin, cout, stride
+        self.dw = SamePadConv(cin, cin, 3, stride, groups=cin)
+        self.pw = nn.Conv2d(cin, cout, 1)
+        self.act = nn.PReLU(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pw(self.dw(x))
+        skip = F.max_pool2d(x, 2, 2) if self.stride == 2 else x
+        if self.cout > self.cin:
+            skip = F.pad(skip, (0, 0, 0, 0, 0, self.cout - self.cin))
+        return self.act(h + skip)
+
+
+def blaze_stage(cin: int, cout: int, n_blocks: int, downsample: bool) -> list[nn.Module]:
+    """An optional stride-2 block (cin→cout) followed by `n_blocks` blocks at cout."""
+    blocks: list[nn.Module] = []
+    if downsample:
+        blocks.append(BlazeBlock(cin, cout, stride=2))
+    elif cin != cout:
+        raise ValueError("a stage without downsampling keeps its channel count")
+    blocks += [BlazeBlock(cout, cout) for _ in range(n_blocks)]
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# Spatial transformer: crop matrix (MediaPipe Landmarks2TransformMatrix v2) and bilinear sampler
+# (MediaPipe TransformTensorBilinear v2), written with cos/sin and no atan2 so the graph stays
+# on the GPU delegate.
+
+def crop_matrix(
+    points: torch.Tensor,
+    subset: torch.Tensor,
+    left_idx: int,
+    right_idx: int,
+    crop_hw: tuple[int, int],
+    scale_xy: tuple[float, float] = (1.5, 1.5),
+    target_rotation: float = 0.0,
+) -> torch.Tensor:
+    """Affine (N,2,3) mapping crop pixel coordinates (u, v, 1) to coordinates of `points`' frame.
+
+    points: (N,P,>=2) landmarks in the frame to crop from (e.g. feature-map pixels).
+    The crop is rotated so the line left_idx→right_idx has angle `target_rotation`, centred on
+    the rotated bounding box of the `subset` landmarks, and `scale_xy` times its size:
+    M = T(centre)·R(θ−target)·S(sx·w/W, sy·h/H)·T(−W/2, −H/2).
+    """
+    xy = points[..., :2]
+    d = xy[:, right_idx] - xy[:, left_idx]                       # (N,2)
+    norm = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+    cos_t = torch.where(norm > 0, d[:, 0] / safe, torch.ones_like(norm))   # cos θ, θ = atan2(d)
+    sin_t = torch.where(norm > 0, d[:, 1] / safe, torch.zeros_like(norm))
+    ct, st = math.cos(target_rotation), math.sin(target_rotation)
+    # Angle the crop is rotated by, φ = θ − target (MediaPipe's −rotation).
+    c = cos_t * ct + sin_t * st
+    s = sin_t * ct - cos_t * st
+    sub = xy.index_select(1, subset)                             # (N,K,2)
+    c_, s_ = c[:, None], s[:, None]
+    # Rotate by −φ to make the region axis-aligned, take its box.
+    rx = c_ * sub[..., 0] + s_ * sub[..., 1]
+    ry = -s_ * sub[..., 0] + c_ * sub[..., 1]
+    x_min, x_max = rx.min(dim=1).values, rx.max(dim=1).values
+    y_min, y_max = ry.min(dim=1).values, ry.max(dim=1).values
+    mx, my = (x_min + x_max) * 0.5, (y_min + y_max) * 0.5
+    # Box centre back by +φ.
+    cx = c * mx - s * my
+    cy = s * mx + c * my
+    out_h, out_w = crop_hw
+    kx = scale_xy[0] * (x_max - x_min) / out_w
+    ky = scale_xy[1] * (y_max - y_min) / out_h
+    a00, a01 = c * kx, -s * ky
+    a10, a11 = s * kx, c * ky
+    tx = cx - a00 * (out_w / 2) - a01 * (out_h / 2)
+    ty = cy - a10 * (out_w / 2) - a11 * (out_h / 2)
+    row0 = torch.stack([a00, a01, tx], dim=-1)
+    row1 = torch.stack([a10, a11, ty], dim=-1)
+    return torch.stack([row0, row1], dim=1)
+
+
+def sample_grid(matrix: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
+    """Source pixel coordinates (N,h,w,2) of every crop pixel, MediaPipe v2 convention:
+    pixel centres map through the matrix and back (x_src = M·(u+½, v+½) − ½)."""
+    h, w = crop_hw
+    dtype, device = matrix.dtype, matrix.device
+    v, u = torch.meshgrid(torch.arange(h, dtype=dtype, device=device) + 0.5,
+                          torch.arange(w, dtype=dtype, device=device) + 0.5, indexing="ij")
+    base = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(1, h * w, 3)  # constant grid
+    src = torch.matmul(base, matrix.transpose(1, 2)) - 0.5                        # (N,h*w,2)
+    return src.reshape(-1, h, w, 2)
+
+
+def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear crop (N,C,h,w) of `features` (N,C,H,W) through `matrix` (crop px → feature px).
+
+    A sample whose source point lies outside [0,W−1]×[0,H−1] is exactly zero (MediaPipe's
+    rule); inside, neighbours beyond the border read as zero. `grid_sample` with
+    align_corners=True times an in-bounds mask reproduces that exactly.
+    """
+    H, W = features.shape[-2:]
+    src = sample_grid(matrix, crop_hw)
+    x, y = src[..., 0], src[..., 1]
+    inside = (x >= 0) & (x <= W - 1) & (y >= 0) & (y <= H - 1)
+    grid = torch.stack([x * (2.0 / (W - 1)) - 1.0, y * (2.0 / (H - 1)) - 1.0], dim=-1)
+    out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out * inside.unsqueeze(1).to(out.dtype)
+
+
+def transform_points(points: torch.Tensor, matrix: torch.Tensor, translation_scale: float = 1.0) -> torch.Tensor:
+    """Map (N,K,2) points through an (N,2,3) affine, the translation multiplied by
+    `translation_scale` (MediaPipe TransformLandmarks on a matrix scaled by its constant)."""
+    a = matrix[:, :, :2]
+    t = matrix[:, :, 2] * translation_scale
+    return torch.matmul(points, a.transpose(1, 2)) + t[:, None, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input contract
+
+def check_image_input(x: object, spec: TensorSpec) -> torch.Tensor:
+    """Validate an image batch against its spec; returns a contiguous NCHW tensor.
+
+    Wrong type, shape, dtype or non-finite values raise InputContractError naming the
+    contract. Memory layout (channels_last, non-contiguous views) is handled, not refused.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputContractError(f"expected a torch.Tensor for {spec.describe()}, got {type(x).__name__}")
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or _is_exporting():
+        return x
+    if x.dtype != getattr(torch, spec.dtype):
+        raise InputContractError(f"input dtype {str(x.dtype).replace('torch.', '')} does not match "
+                                 f"the contract {spec.describe()}")
+    if not spec.matches_shape(tuple(x.shape)):
+        hint = ""
+        if x.ndim == 4 and spec.layout == "NCHW" and x.shape[-1] == spec.shape[1]:
+            hint = " (this looks like NHWC data: permute it to NCHW)"
+        raise InputContractError(f"input shape {tuple(x.shape)} does not match the contract "
+                                 f"{spec.describe()}{hint}")
+    if x.shape[0] == 0:
+        raise InputContractError(f"empty batch for {spec.describe()}")
+    if not bool(torch.isfinite(x).all()):
+        raise InputContractError(f"input contains NaN or Inf; contract {spec.describe()}")
+    return x.contiguous()
+
+
+def _is_exporting() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of convolutions and linear layers for one forward pass of `example`
+    (batch 1), counted from the real output shapes with forward hooks."""
+    total = 0
+
+    def conv_hook(mod: nn.Conv2d, _inp: Sequence[torch.Tensor], out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = mod.kernel_size
+        total += out.numel() // out.shape[0] * (mod.in_channels // mod.groups) * kh * kw
+
+    def linear_hook(mod: nn.Linear, _inp: Sequence[torch.Tensor], out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() // out.shape[0] * mod.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return total

@@ -1,0 +1,74 @@
+"""The zoo registry: one entry per model id, registered by decorator."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .errors import RegistryError, UnknownModelError
+from .spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    spec: Callable[[], ModelSpec]
+    build: Callable[[], torch.nn.Module]
+    # (module, cache_dir) -> None; loads pretrained weights in place. None: seeded random init only.
+    load_weights: Callable[[torch.nn.Module, Path | None], None] | None = None
+    seed: int = 0
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    model_id: str,
+    *,
+    spec: Callable[[], ModelSpec],
+    load_weights: Callable[[torch.nn.Module, Path | None], None] | None = None,
+    seed: int = 0,
+) -> Callable[[Callable[[], torch.nn.Module]], Callable[[], torch.nn.Module]]:
+    """Decorator registering a model builder under `model_id`. A duplicate id raises."""
+
+    def wrap(build: Callable[[], torch.nn.Module]) -> Callable[[], torch.nn.Module]:
+        if model_id in _REGISTRY:
+            raise RegistryError(f"model id {model_id!r} is already registered")
+        _REGISTRY[model_id] = ModelEntry(model_id, spec, build, load_weights, seed)
+        return build
+
+    return wrap
+
+
+def entry(model_id: str) -> ModelEntry:
+    try:
+        return _REGISTRY[model_id]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownModelError(f"unknown model {model_id!r}; known models: {known}") from None
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(model_id: str) -> ModelSpec:
+    return entry(model_id).spec()
+
+
+def has_pretrained(model_id: str) -> bool:
+    return entry(model_id).load_weights is not None
+
+
+def load_model(model_id: str, pretrained: bool = True, cache_dir: Path | None = None) -> torch.nn.Module:
+    """Build the model in eval mode: imported weights if `pretrained` and available,
+    otherwise a seeded random init (deterministic for a given id)."""
+    e = entry(model_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(e.seed)
+        model = e.build()
+    if pretrained and e.load_weights is not None:
+        e.load_weights(model, cache_dir)
+    return model.eval()

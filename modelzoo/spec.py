@@ -1,0 +1,150 @@
+"""Typed model specs: the I/O contract, preprocessing, tolerances and targets of a zoo model."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+FORMATS = ("pytorch", "onnx", "tflite", "coreml")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output. `shape` uses None for the dynamic batch dimension."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+    layout: str | None = None  # "NCHW" / "NHWC" for images, None otherwise
+    meaning: str = ""
+    units: str = ""
+    value_range: tuple[float, float] | None = None
+    channel_order: str | None = None  # "RGB" for images
+
+    def matches_shape(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == len(self.shape) and all(
+            want is None or want == got for want, got in zip(self.shape, shape)
+        )
+
+    def describe(self) -> str:
+        dims = ",".join("N" if d is None else str(d) for d in self.shape)
+        extra = []
+        if self.layout:
+            extra.append(self.layout)
+        if self.channel_order:
+            extra.append(self.channel_order)
+        if self.value_range:
+            extra.append(f"values in [{self.value_range[0]:g},{self.value_range[1]:g}]")
+        tail = f" {' '.join(extra)}" if extra else ""
+        return f"{self.name}: {self.dtype}[{dims}]{tail}"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a candidate must be to the reference for one output.
+
+    `atol` bounds the max absolute error; `max_px`/`mean_iod_pct` are landmark bounds
+    (px in input pixels; mean error as % of the inter-ocular distance). None = not checked.
+    """
+
+    atol: float | None = None
+    max_px: float | None = None
+    mean_iod_pct: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where pretrained weights come from and under which licence."""
+
+    source: str
+    members: tuple[str, ...]
+    license: str
+    attribution: str
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    description: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    preprocessing: str
+    # key: (format, precision, output name or "*") -> Tolerance
+    tolerances: Mapping[tuple[str, str, str], Tolerance] = field(default_factory=dict)
+    targets: tuple[tuple[str, str], ...] = ()  # enabled (format, precision) pairs
+    weights: WeightsSpec | None = None
+    landmark_outputs: tuple[str, ...] = ()
+    min_onnx_opset: int | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def input(self, name: str) -> TensorSpec:
+        return _by_name(self.inputs, name, "input", self.id)
+
+    def output(self, name: str) -> TensorSpec:
+        return _by_name(self.outputs, name, "output", self.id)
+
+    def tolerance(self, fmt: str, precision: str, output: str) -> Tolerance:
+        """The tolerance for one output, falling back to the format×precision default ("*")."""
+        for key in ((fmt, precision, output), (fmt, precision, "*")):
+            if key in self.tolerances:
+                return self.tolerances[key]
+        raise KeyError(f"{self.id}: no tolerance for {fmt}/{precision}/{output}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tolerances"] = [
+            {"format": f, "precision": p, "output": o, **dataclasses.asdict(t)}
+            for (f, p, o), t in sorted(self.tolerances.items())
+        ]
+        d["config"] = dict(self.config)
+        return d
+
+    def sha256(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def __post_init__(self) -> None:
+        for fmt, prec in self.targets:
+            if fmt not in FORMATS or prec not in PRECISIONS:
+                raise ValueError(f"{self.id}: unknown target {fmt}/{prec}")
+        for (fmt, prec, _out) in self.tolerances:
+            if fmt not in FORMATS or prec not in PRECISIONS:
+                raise ValueError(f"{self.id}: tolerance for unknown target {fmt}/{prec}")
+        names = [t.name for t in self.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.id}: duplicate output names {names}")
+        for name in self.landmark_outputs:
+            self.output(name)
+
+
+def _by_name(items: tuple[TensorSpec, ...], name: str, what: str, model: str) -> TensorSpec:
+    for item in items:
+        if item.name == name:
+            return item
+    known = ", ".join(t.name for t in items)
+    raise KeyError(f"{model} has no {what} {name!r}; known: {known}")
+
+
+def landmark_tolerances(fp32_px: float = 1e-3) -> dict[tuple[str, str, str], Tolerance]:
+    """DESIGN §5 starting points, shared by the landmark models."""
+    tol: dict[tuple[str, str, str], Tolerance] = {}
+    for fmt in ("onnx", "tflite", "coreml"):
+        tol[(fmt, "fp32", "*")] = Tolerance(atol=fp32_px, max_px=fp32_px)
+    for fmt in ("tflite", "coreml"):
+        tol[(fmt, "fp16", "*")] = Tolerance(
+            mean_iod_pct=0.05, reason="fp16 weights and arithmetic: bounded by mean IOD error")
+    tol[("tflite", "int8", "*")] = Tolerance(
+        mean_iod_pct=1.0, reason="int8 quantisation: bounded by mean IOD error")
+    return tol
+
+
+DEFAULT_TARGETS = (
+    ("onnx", "fp32"),
+    ("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"),
+    ("coreml", "fp32"), ("coreml", "fp16"),
+)
