@@ -1,0 +1,101 @@
+"""The `meshport` command line: a thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
+    import modelzoo
+    from modelzoo.layers import count_macs, count_params
+
+    rows = []
+    for mid in modelzoo.list_models():
+        spec = modelzoo.get_spec(mid)
+        model = modelzoo.load_model(mid, pretrained=False)
+        shape = [1 if d is None else d for d in spec.inputs[0].shape]
+        rows.append({"id": mid, "input": spec.inputs[0].describe(), "params": count_params(model),
+                     "macs": count_macs(model, torch.zeros(shape)), "pretrained": modelzoo.has_pretrained(mid),
+                     "outputs": [o.name for o in spec.outputs], "description": spec.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<22} {'input':<48} {'params':>10} {'MMACs':>8}  weights")
+    for r in rows:
+        print(f"{r['id']:<22} {r['input']:<48} {r['params']:>10,} {r['macs'] / 1e6:>8.2f}  "
+              f"{'imported' if r['pretrained'] else 'random init'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import SAMPLE_CROP, draw_overlay, load_image, predict_crop
+
+    path = Path(args.image) if args.image else SAMPLE_CROP
+    image = load_image(path)
+    pred = predict_crop(args.model, image, cache_dir=args.cache_dir)
+    if args.output:
+        _atomic_save(Path(args.output), lambda p: draw_overlay(image, pred).save(p, format="PNG"))
+    if args.json:
+        _atomic_save(Path(args.json), lambda p: p.write_text(json.dumps(pred.to_json())))
+    if not args.quiet:
+        print(f"{args.model} on {path} ({image.width}×{image.height}): face flag {pred.face_flag:.4f}, "
+              f"{len(pred.landmarks)} landmarks")
+        if args.output:
+            print(f"overlay: {args.output}")
+        if args.json:
+            print(f"landmarks: {args.json}")
+        if not args.output and not args.json:
+            for i, (x, y, z) in enumerate(pred.landmarks):
+                print(f"{i:3d} {x:9.3f} {y:9.3f} {z:9.3f}")
+    return 0
+
+
+def _atomic_save(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meshport", description="Compile, validate and ship face-mesh models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("models", help="list the zoo: input, parameters, MACs, weights")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=_cmd_models)
+
+    pr = sub.add_parser("predict", help="run a zoo model on a face crop; overlay and landmarks out")
+    pr.add_argument("model", help="zoo model id, e.g. attention_mesh")
+    pr.add_argument("image", nargs="?", help="face crop image (default: the embedded sample crop)")
+    pr.add_argument("-o", "--output", help="write an overlay PNG here")
+    pr.add_argument("--json", help="write landmarks as JSON here")
+    pr.add_argument("--cache-dir", type=Path, default=None,
+                    help="weight cache directory (default: $MESHPORT_CACHE or ~/.cache/meshport)")
+    pr.add_argument("-q", "--quiet", action="store_true")
+    pr.set_defaults(func=_cmd_predict)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from modelzoo.errors import MeshportError
+
+    try:
+        return args.func(args)
+    except (MeshportError, FileNotFoundError, KeyError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"meshport: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

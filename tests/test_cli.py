@@ -1,0 +1,70 @@
+"""The CLI as a user runs it: a real subprocess, real files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def meshport(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "meshport", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_models_reports_size_and_cost():
+    r = meshport("models", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["id"]: row for row in json.loads(r.stdout)}
+    assert rows["attention_mesh"]["params"] == 1_189_277 and rows["attention_mesh"]["pretrained"]
+    assert rows["attention_mesh_paper"]["params"] == 1_578_237
+    assert rows["attention_mesh_paper"]["macs"] == 81_402_144
+    assert "face_mesh_cascade" in rows
+    table = meshport("models")
+    assert table.returncode == 0 and "attention_mesh_paper" in table.stdout
+
+
+def test_predict_on_a_golden_crop(tmp_path, golden):
+    crop = tmp_path / "crop.png"
+    Image.fromarray(golden["crops"][4]).save(crop)
+    out_png, out_json = tmp_path / "o" / "overlay.png", tmp_path / "o" / "lm.json"
+    r = meshport("predict", "attention_mesh", str(crop), "-o", str(out_png), "--json", str(out_json))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out_json.read_text())
+    assert data["image_size"] == [192, 192]
+    lm = np.array(data["landmarks"])
+    assert lm.shape == (478, 3)
+    assert np.abs(lm - golden["landmarks"][4]).max() < 1e-3
+    assert data["face_flag"] > 0.99
+    with Image.open(out_png) as im:
+        assert im.size == (576, 576)
+
+
+def test_predict_scales_a_larger_crop_back_to_image_pixels(tmp_path, golden):
+    crop = tmp_path / "big.png"
+    Image.fromarray(golden["crops"][0]).resize((384, 384), Image.BILINEAR).save(crop)
+    r = meshport("predict", "attention_mesh", str(crop), "--json", str(tmp_path / "lm.json"))
+    assert r.returncode == 0, r.stderr
+    lm = np.array(json.loads((tmp_path / "lm.json").read_text())["landmarks"])
+    # Resizing 384→192 is close to the original crop: landmarks ×2 agree to a pixel or so.
+    assert np.abs(lm[:, :2] / 2 - golden["landmarks"][0][:, :2]).mean() < 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("predict", "nope_model"), "unknown model 'nope_model'"),
+    (("predict", "attention_mesh", "/no/such/file.png"), "no such image"),
+])
+def test_bad_input_exits_with_one_line(args, message):
+    r = meshport(*args)
+    assert r.returncode == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_image_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    r = meshport("predict", "attention_mesh", str(bad), "-o", str(tmp_path / "o.png"))
+    assert r.returncode == 2 and "cannot read image" in r.stderr
+    assert not (tmp_path / "o.png").exists()
