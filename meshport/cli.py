@@ -55,6 +55,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from converters.build import build, progress_to_stderr
+
+    res = build(args.model, args.out, formats=_split(args.formats), precisions=_split(args.precisions),
+                cache_dir=args.cache_dir, progress=None if args.json else progress_to_stderr)
+    if args.json:
+        print(json.dumps({"model": res.model, "build_record": str(res.record_path), "built": res.built,
+                          "up_to_date": res.skipped, "seconds": round(res.seconds, 3)}, indent=2))
+    else:
+        for a in res.artifacts:
+            print(f"{a['path']:<36} {a['format']:<7} {a['precision']:<5} {a['bytes'] / 1e6:7.2f} MB  {a['sha256'][:12]}")
+        print(f"{len(res.built)} built, {len(res.skipped)} up to date in {res.seconds:.1f} s → {res.record_path}")
+    return 0
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def _atomic_save(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
@@ -72,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the zoo: input, parameters, MACs, weights")
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=_cmd_models)
+
+    b = sub.add_parser("build", help="convert a zoo model; writes DIR/<model>/ and build.json")
+    b.add_argument("model")
+    b.add_argument("--out", default="build", help="output directory (default: build)")
+    b.add_argument("--formats", help="comma-separated formats (default: every enabled one)")
+    b.add_argument("--precisions", help="comma-separated precisions (default: every enabled one)")
+    b.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory")
+    b.add_argument("--json", action="store_true", help="print a JSON summary")
+    b.set_defaults(func=_cmd_build)
 
     pr = sub.add_parser("predict", help="run a zoo model on a face crop; overlay and landmarks out")
     pr.add_argument("model", help="zoo model id, e.g. attention_mesh")

@@ -51,5 +51,6 @@ def spec() -> ModelSpec:
         landmark_outputs=LANDMARK_OUTPUTS,
         min_onnx_opset=16,
         config={"input_size": cfg.input_size, "feature_size": cfg.feature_size, "crop_size": cfg.crop_size,
-                "iris_split": cfg.crop_size // 4},
+                "iris_split": cfg.crop_size // 4,
+                "onnx_required_ops": ("GridSample",)},
     )

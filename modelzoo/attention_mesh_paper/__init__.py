@@ -24,7 +24,8 @@ def spec() -> ModelSpec:
         landmark_outputs=LANDMARK_OUTPUTS,
         min_onnx_opset=16,
         config={"input_size": CONFIG.input_size, "feature_size": CONFIG.feature_size,
-                "crop_size": CONFIG.crop_size, "iris_split": CONFIG.crop_size // 4},
+                "crop_size": CONFIG.crop_size, "iris_split": CONFIG.crop_size // 4,
+                "onnx_required_ops": ("GridSample",)},
     )
 
 

@@ -1,0 +1,1 @@
+"""Artifacts: the versioned store, manifests, signatures, pull and verify."""

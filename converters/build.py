@@ -1,0 +1,118 @@
+"""The build: runs the conversion steps of one model into `<out>/<model>/`, skips steps whose
+inputs, options and tool versions are unchanged (content-hash keys), writes build.json."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import modelzoo
+
+from .base import ConversionError, get_step, sha256_path, tool_versions
+
+# (format, precision) → (step name, file suffix)
+PLAN: dict[tuple[str, str], tuple[str, str]] = {
+    ("onnx", "fp32"): ("torch->onnx", ".onnx"),
+}
+
+
+@dataclass
+class BuildResult:
+    model: str
+    root: Path
+    artifacts: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def record_path(self) -> Path:
+        return self.root / "build.json"
+
+
+def supported_targets() -> list[tuple[str, str]]:
+    return sorted(PLAN)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, precisions: list[str] | None = None,
+          cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> BuildResult:
+    """Build every requested enabled target of `model_id`. Unknown models, unsupported or disabled
+    format/precision pairs raise before anything is written."""
+    spec = modelzoo.get_spec(model_id)
+    say = progress or (lambda msg: None)
+    wanted = [(f, p) for f, p in spec.targets
+              if (formats is None or f in formats) and (precisions is None or p in precisions)]
+    for f in formats or []:
+        if not any(t[0] == f for t in spec.targets):
+            raise ConversionError("build", f"{model_id} has no enabled {f} target; enabled: "
+                                           f"{', '.join(f'{a}/{b}' for a, b in spec.targets)}")
+    unsupported = [t for t in wanted if t not in PLAN]
+    if unsupported:
+        raise ConversionError("build", "no conversion step for " + ", ".join(f"{f}/{p}" for f, p in unsupported)
+                              + "; supported: " + ", ".join(f"{f}/{p}" for f, p in supported_targets()))
+    if not wanted:
+        raise ConversionError("build", f"nothing to build for {model_id} with formats={formats} "
+                                       f"precisions={precisions}")
+    t0 = time.perf_counter()
+    root = Path(out_dir) / model_id
+    model = modelzoo.load_model(model_id, pretrained=modelzoo.has_pretrained(model_id), cache_dir=cache_dir)
+    versions = tool_versions()
+    previous = _load_record(root / "build.json")
+    result = BuildResult(model_id, root)
+    base_key = {"spec": spec.sha256(), "weights": weights_digest(model), "tools": versions}
+    for fmt, prec in wanted:
+        step, suffix = PLAN[(fmt, prec)]
+        name = f"{model_id}{suffix}" if fmt == "onnx" else f"{model_id}-{prec}{suffix}"
+        path = root / name
+        key = hashlib.sha256(json.dumps({**base_key, "step": step, "fmt": fmt, "prec": prec},
+                                        sort_keys=True).encode()).hexdigest()
+        old = previous.get(name)
+        if old and old.get("cache_key") == key and path.exists() and sha256_path(path) == old.get("sha256"):
+            say(f"{name}: up to date")
+            result.artifacts.append(old)
+            result.skipped.append(name)
+            continue
+        say(f"{name}: {step} …")
+        art = get_step(step)(model, spec, path)
+        entry = {**art.to_json(root), "cache_key": key}
+        result.artifacts.append(entry)
+        result.built.append(name)
+        say(f"{name}: built in {art.record.get('seconds', 0):.1f} s ({art.bytes / 1e6:.1f} MB)")
+    record = {"model": model_id, "spec_sha256": spec.sha256(), "tool_versions": versions,
+              "artifacts": result.artifacts}
+    _write_json_atomic(root / "build.json", record)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _load_record(path: Path) -> dict[str, dict]:
+    try:
+        return {a["path"]: a for a in json.loads(path.read_text())["artifacts"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def progress_to_stderr(msg: str) -> None:
+    print(f"  {msg}", file=sys.stderr, flush=True)

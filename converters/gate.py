@@ -1,0 +1,55 @@
+"""Quick parity gate run inside each step: the new artifact on one seeded input against PyTorch,
+with the spec's tolerances. (The full suite lives in validation/.)"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from modelzoo.spec import ModelSpec
+
+from .base import ConversionError
+
+IOD_INDICES = (33, 263)
+
+
+def seeded_input(spec: ModelSpec, seed: int = 0) -> np.ndarray:
+    shape = [1 if d is None else d for d in spec.inputs[0].shape]
+    lo, hi = spec.inputs[0].value_range or (0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    return (lo + (hi - lo) * rng.random(shape)).astype(np.float32)
+
+
+def torch_reference(model: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        return {k: v.numpy() for k, v in model(torch.from_numpy(x)).items()}
+
+
+def check(step: str, spec: ModelSpec, fmt: str, precision: str,
+          ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per-output errors; raises ConversionError naming every output over its tolerance."""
+    report, failures = {}, []
+    iod = None
+    if "landmarks" in ref:
+        lm = ref["landmarks"][0]
+        iod = float(np.linalg.norm(lm[IOD_INDICES[0], :2] - lm[IOD_INDICES[1], :2]))
+    for out in spec.outputs:
+        if out.name not in got:
+            raise ConversionError(step, f"artifact has no output {out.name!r}")
+        a, b = ref[out.name].astype(np.float64), got[out.name].astype(np.float64)
+        if a.shape != b.shape:
+            raise ConversionError(step, f"output {out.name} has shape {b.shape}, PyTorch gives {a.shape}")
+        err = np.abs(a - b)
+        tol = spec.tolerance(fmt, precision, out.name)
+        row = {"max_abs": float(err.max()), "mean_abs": float(err.mean())}
+        bound = tol.max_px if out.name in spec.landmark_outputs and tol.max_px is not None else tol.atol
+        if bound is not None and not row["max_abs"] <= bound:
+            failures.append(f"{out.name}: max abs {row['max_abs']:.3g} > {bound:g}")
+        if tol.mean_iod_pct is not None and out.name in spec.landmark_outputs and iod:
+            px = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1).mean()
+            row["mean_iod_pct"] = float(100 * px / iod)
+            if not row["mean_iod_pct"] <= tol.mean_iod_pct:
+                failures.append(f"{out.name}: mean {row['mean_iod_pct']:.3g}% IOD > {tol.mean_iod_pct:g}%")
+        report[out.name] = row
+    if failures:
+        raise ConversionError(step, f"parity gate vs PyTorch failed ({fmt}/{precision}): " + "; ".join(failures))
+    return report

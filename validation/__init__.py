@@ -1,0 +1,1 @@
+"""Validation: runners, comparator, reports and latency (built on converters/)."""
