@@ -37,7 +37,7 @@ class StateDictBuilder:
                                     f"model expects {self.expected[name]}")
         if not np.all(np.isfinite(value)):
             raise WeightImportError(f"{self.source}: {name} contains NaN or Inf")
-        self.values[name] = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        self.values[name] = torch.from_numpy(np.array(value, dtype=np.float32))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         missing = sorted(set(self.expected) - set(self.values))
