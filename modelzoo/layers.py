@@ -99,50 +99,66 @@ def crop_matrix(
     The crop is rotated so the line left_idx→right_idx has angle `target_rotation`, centred on
     the rotated bounding box of the `subset` landmarks, and `scale_xy` times its size:
     M = T(centre)·R(θ−target)·S(sx·w/W, sy·h/H)·T(−W/2, −H/2).
+
+    Written for the GPU delegate: slices instead of scalar gathers, no comparisons or selects.
     """
-    xy = points[..., :2]
-    d = xy[:, right_idx] - xy[:, left_idx]                       # (N,2)
-    norm = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
-    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-    cos_t = torch.where(norm > 0, d[:, 0] / safe, torch.ones_like(norm))   # cos θ, θ = atan2(d)
-    sin_t = torch.where(norm > 0, d[:, 1] / safe, torch.zeros_like(norm))
+    x, y = points[..., 0], points[..., 1]                                   # (N,P)
+    dx = x[:, right_idx:right_idx + 1] - x[:, left_idx:left_idx + 1]        # (N,1)
+    dy = y[:, right_idx:right_idx + 1] - y[:, left_idx:left_idx + 1]
+    norm = torch.sqrt(dx * dx + dy * dy)
+    inv = 1.0 / torch.clamp(norm, min=1e-4)
+    # Coincident points: atan2(0, 0) = 0, i.e. cos θ = 1. `degenerate` is 1 there, else 0
+    # (norm ≥ 1/60000 → 1 after the clamp; fine for any real landmark spacing).
+    degenerate = 1.0 - torch.clamp(norm * 60000.0, 0.0, 1.0)
+    cos_t = dx * inv + degenerate
+    sin_t = dy * inv
     ct, st = math.cos(target_rotation), math.sin(target_rotation)
     # Angle the crop is rotated by, φ = θ − target (MediaPipe's −rotation).
-    c = cos_t * ct + sin_t * st
+    c = cos_t * ct + sin_t * st                                              # (N,1)
     s = sin_t * ct - cos_t * st
-    sub = xy.index_select(1, subset)                             # (N,K,2)
-    c_, s_ = c[:, None], s[:, None]
+    sx, sy = x.index_select(1, subset), y.index_select(1, subset)            # (N,K)
     # Rotate by −φ to make the region axis-aligned, take its box.
-    rx = c_ * sub[..., 0] + s_ * sub[..., 1]
-    ry = -s_ * sub[..., 0] + c_ * sub[..., 1]
-    x_min, x_max = rx.min(dim=1).values, rx.max(dim=1).values
-    y_min, y_max = ry.min(dim=1).values, ry.max(dim=1).values
+    rx = c * sx + s * sy
+    ry = c * sy - s * sx
+    x_min, x_max = rx.amin(dim=1, keepdim=True), rx.amax(dim=1, keepdim=True)
+    y_min, y_max = ry.amin(dim=1, keepdim=True), ry.amax(dim=1, keepdim=True)
     mx, my = (x_min + x_max) * 0.5, (y_min + y_max) * 0.5
     # Box centre back by +φ.
     cx = c * mx - s * my
     cy = s * mx + c * my
     out_h, out_w = crop_hw
-    kx = scale_xy[0] * (x_max - x_min) / out_w
-    ky = scale_xy[1] * (y_max - y_min) / out_h
+    kx = (x_max - x_min) * (scale_xy[0] / out_w)
+    ky = (y_max - y_min) * (scale_xy[1] / out_h)
     a00, a01 = c * kx, -s * ky
     a10, a11 = s * kx, c * ky
     tx = cx - a00 * (out_w / 2) - a01 * (out_h / 2)
     ty = cy - a10 * (out_w / 2) - a11 * (out_h / 2)
-    row0 = torch.stack([a00, a01, tx], dim=-1)
-    row1 = torch.stack([a10, a11, ty], dim=-1)
+    row0 = torch.cat([a00, a01, tx], dim=1)
+    row1 = torch.cat([a10, a11, ty], dim=1)
     return torch.stack([row0, row1], dim=1)
 
 
-def sample_grid(matrix: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
-    """Source pixel coordinates (N,h,w,2) of every crop pixel, MediaPipe v2 convention:
-    pixel centres map through the matrix and back (x_src = M·(u+½, v+½) − ½)."""
+def sample_grid(matrix: torch.Tensor, crop_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source pixel coordinates (x, y), each (N, h·w), of every crop pixel in MediaPipe's v2
+    convention: pixel centres map through the matrix and back (x_src = M·(u+½, v+½) − ½).
+    Elementwise with a constant base grid (no matmul)."""
     h, w = crop_hw
     dtype, device = matrix.dtype, matrix.device
     v, u = torch.meshgrid(torch.arange(h, dtype=dtype, device=device) + 0.5,
                           torch.arange(w, dtype=dtype, device=device) + 0.5, indexing="ij")
-    base = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(1, h * w, 3)  # constant grid
-    src = torch.matmul(base, matrix.transpose(1, 2)) - 0.5                        # (N,h*w,2)
-    return src.reshape(-1, h, w, 2)
+    u, v = u.reshape(1, h * w), v.reshape(1, h * w)
+    m = matrix.reshape(-1, 6)
+    x = m[:, 0:1] * u + m[:, 1:2] * v + (m[:, 2:3] - 0.5)
+    y = m[:, 3:4] * u + m[:, 4:5] * v + (m[:, 5:6] - 0.5)
+    return x, y
+
+
+def inside_mask(coord: torch.Tensor, size: int) -> torch.Tensor:
+    """1.0 where 0 ≤ coord ≤ size−1, else 0.0, from floor/clamp only (no comparisons):
+    floor(c) ≥ 0 ⟺ c ≥ 0 and −floor(−c) = ceil(c) ≤ size−1 ⟺ c ≤ size−1, on integers."""
+    low = torch.clamp(torch.floor(coord) + 1.0, 0.0, 1.0)
+    high = torch.clamp(torch.floor(-coord) + float(size), 0.0, 1.0)
+    return low * high
 
 
 def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
@@ -153,20 +169,23 @@ def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int
     align_corners=True times an in-bounds mask reproduces that exactly.
     """
     H, W = features.shape[-2:]
-    src = sample_grid(matrix, crop_hw)
-    x, y = src[..., 0], src[..., 1]
-    inside = (x >= 0) & (x <= W - 1) & (y >= 0) & (y <= H - 1)
-    grid = torch.stack([x * (2.0 / (W - 1)) - 1.0, y * (2.0 / (H - 1)) - 1.0], dim=-1)
+    h, w = crop_hw
+    x, y = sample_grid(matrix, crop_hw)
+    mask = (inside_mask(x, W) * inside_mask(y, H)).reshape(-1, 1, h, w)
+    grid = torch.stack([x * (2.0 / (W - 1)) - 1.0, y * (2.0 / (H - 1)) - 1.0], dim=-1).reshape(-1, h, w, 2)
     out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out * inside.unsqueeze(1).to(out.dtype)
+    return out * mask
 
 
 def transform_points(points: torch.Tensor, matrix: torch.Tensor, translation_scale: float = 1.0) -> torch.Tensor:
     """Map (N,K,2) points through an (N,2,3) affine, the translation multiplied by
-    `translation_scale` (MediaPipe TransformLandmarks on a matrix scaled by its constant)."""
-    a = matrix[:, :, :2]
-    t = matrix[:, :, 2] * translation_scale
-    return torch.matmul(points, a.transpose(1, 2)) + t[:, None, :]
+    `translation_scale` (MediaPipe TransformLandmarks on a matrix scaled by its constant).
+    Elementwise (no matmul)."""
+    m = matrix.reshape(-1, 1, 6)
+    px, py = points[..., 0:1], points[..., 1:2]
+    x = m[..., 0:1] * px + m[..., 1:2] * py + m[..., 2:3] * translation_scale
+    y = m[..., 3:4] * px + m[..., 4:5] * py + m[..., 5:6] * translation_scale
+    return torch.cat([x, y], dim=-1)
 
 
 # ---------------------------------------------------------------------------------------------

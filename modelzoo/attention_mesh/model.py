@@ -119,7 +119,7 @@ class AttentionMesh(nn.Module):
         self.face_flag_head = nn.Conv2d(cfg.head_channels, 1, k)
         self.regions = nn.ModuleDict({r.name: RegionHead(cfg, r) for r in cfg.regions})
         for r in cfg.regions:
-            self.register_buffer(f"subset_{r.name}", torch.tensor(r.subset, dtype=torch.long), persistent=False)
+            self.register_buffer(f"subset_{r.name}", torch.tensor(r.subset, dtype=torch.int32), persistent=False)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone: (feature map the crops sample from, final features)."""
@@ -173,12 +173,12 @@ class AttentionMesh(nn.Module):
             irises += [(name, r) for name, _ in extra]
         z_parts = [mesh[..., 2]]
         for name, r in irises:
-            contour = torch.tensor(r.subset[: cfg.iris_contour], dtype=torch.long, device=mesh.device)
+            contour = torch.tensor(r.subset[: cfg.iris_contour], dtype=torch.int32, device=mesh.device)
             z = mesh[..., 2].index_select(1, contour).mean(dim=1, keepdim=True)
             pts = region_out[name]
             z_parts.append(z.expand(n, pts.shape[1]))
         all_xy = torch.cat(xy_parts, dim=1)
-        xy = all_xy.index_select(1, torch.tensor(index, dtype=torch.long, device=mesh.device))
+        xy = all_xy.index_select(1, torch.tensor(index, dtype=torch.int32, device=mesh.device))
         iris_xy = [region_out[name] for name, _ in irises]
         xy = torch.cat([xy, *iris_xy], dim=1)
         z = torch.cat(z_parts, dim=1)
@@ -198,6 +198,6 @@ def with_regions(model: AttentionMesh, regions: tuple[RegionConfig, ...]) -> Non
         if new.outputs != old.outputs or len(new.subset) != old.outputs[0][1]:
             raise ValueError(f"region {old.name}: outputs {new.outputs} do not match {old.outputs}")
         ordered.append(new)
-        getattr(model, f"subset_{new.name}").copy_(torch.tensor(new.subset, dtype=torch.long))
+        getattr(model, f"subset_{new.name}").copy_(torch.tensor(new.subset, dtype=torch.int32))
     from dataclasses import replace
     model.cfg = replace(model.cfg, regions=tuple(ordered))

@@ -211,9 +211,9 @@ class FaceMeshCascade(nn.Module):
         self.mesh = FaceMeshNet(cfg.num_mesh)
         self.iris = IrisNet()
         self.lips = LipsNet(len(LIPS))
-        self.register_buffer("mirrored_iris_order", torch.tensor(MIRRORED_IRIS_ORDER, dtype=torch.long),
+        self.register_buffer("mirrored_iris_order", torch.tensor(MIRRORED_IRIS_ORDER, dtype=torch.int32),
                              persistent=False)
-        self.register_buffer("lips_subset", torch.tensor(LIPS, dtype=torch.long), persistent=False)
+        self.register_buffer("lips_subset", torch.tensor(LIPS, dtype=torch.int32), persistent=False)
         # 478 assembly as one constant-index gather over [mesh xy | lips | left eye | right eye].
         index = list(range(cfg.num_mesh))
         offset = cfg.num_mesh
@@ -221,10 +221,10 @@ class FaceMeshCascade(nn.Module):
             for j, i in enumerate(subset):
                 index[i] = offset + j
             offset += len(subset)
-        self.register_buffer("assembly_index", torch.tensor(index, dtype=torch.long), persistent=False)
-        self.register_buffer("left_contour", torch.tensor(LEFT_EYE[:cfg.iris_contour], dtype=torch.long),
+        self.register_buffer("assembly_index", torch.tensor(index, dtype=torch.int32), persistent=False)
+        self.register_buffer("left_contour", torch.tensor(LEFT_EYE[:cfg.iris_contour], dtype=torch.int32),
                              persistent=False)
-        self.register_buffer("right_contour", torch.tensor(RIGHT_EYE[:cfg.iris_contour], dtype=torch.long),
+        self.register_buffer("right_contour", torch.tensor(RIGHT_EYE[:cfg.iris_contour], dtype=torch.int32),
                              persistent=False)
 
     def eye_matrices(self, mesh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

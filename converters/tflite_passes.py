@@ -1,0 +1,124 @@
+"""Passes on a TFLite flatbuffer (model object API of ai_edge_litert.tools.flatbuffer_utils).
+
+`strip_gather_guards`: onnx2tf wraps every GATHER with runtime indices in a negative-index guard
+`indices + cast(indices < 0) * dim` (LESS, CAST bool→int32, MUL, ADD), which the GPU delegate
+cannot run. Where the indices are clamped to [0, n) — as Meshport's GridSample lowering makes
+them — the guard is a no-op: the pass feeds each GATHER its raw indices and drops dead ops.
+Callers verify numerically that the model computes the same before and after.
+
+`rename_io`: give inputs/outputs (tensors and signature) the names of the model spec."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ConversionError
+
+STEP = "tflite-passes"
+
+
+def _load(buf: bytes):
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+    return fbu.read_model_from_bytearray(bytearray(buf))
+
+
+def _save(model) -> bytes:
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+def _op_names(model) -> list[str]:
+    from ai_edge_litert import schema_py_generated as schema
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    out = []
+    for oc in model.operatorCodes:
+        code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
+        out.append("CUSTOM" if oc.customCode else names.get(code, str(code)))
+    return out
+
+
+def _const(model, sg, tensor: int) -> np.ndarray | None:
+    t = sg.tensors[tensor]
+    data = model.buffers[t.buffer].data
+    if data is None or len(data) == 0:
+        return None
+    dtype = {2: np.int32, 4: np.int64, 0: np.float32}.get(t.type)
+    return None if dtype is None else np.frombuffer(bytes(data), dtype=dtype)
+
+
+def strip_gather_guards(buf: bytes) -> tuple[bytes, int]:
+    model = _load(buf)
+    kinds = _op_names(model)
+    sg = model.subgraphs[0]
+    producer = {int(t): op for op in sg.operators for t in op.outputs}
+
+    def kind(op) -> str:
+        return kinds[op.opcodeIndex]
+
+    def parse_guard(t: int) -> int | None:
+        """If tensor t = idx + cast(idx < 0) * dim, return idx."""
+        add = producer.get(t)
+        if add is None or kind(add) != "ADD":
+            return None
+        for a, b in ((0, 1), (1, 0)):
+            raw, mul = int(add.inputs[a]), producer.get(int(add.inputs[b]))
+            if mul is None or kind(mul) != "MUL":
+                continue
+            for c, d in ((0, 1), (1, 0)):
+                cast, dim = producer.get(int(mul.inputs[c])), _const(model, sg, int(mul.inputs[d]))
+                if cast is None or kind(cast) != "CAST" or dim is None:
+                    continue
+                less = producer.get(int(cast.inputs[0]))
+                if less is None or kind(less) != "LESS" or int(less.inputs[0]) != raw:
+                    continue
+                zero = _const(model, sg, int(less.inputs[1]))
+                if zero is not None and zero.size == 1 and zero.item() == 0:
+                    return raw
+        return None
+
+    rewired = 0
+    for op in sg.operators:
+        if kind(op) == "GATHER" and len(op.inputs) > 1:
+            raw = parse_guard(int(op.inputs[1]))
+            if raw is not None:
+                op.inputs[1] = raw
+                rewired += 1
+    if rewired:
+        _drop_dead_ops(sg)
+    return _save(model), rewired
+
+
+def _drop_dead_ops(sg) -> None:
+    keep_outputs = {int(t) for t in sg.outputs}
+    changed = True
+    while changed:
+        used = {int(t) for op in sg.operators for t in op.inputs if int(t) >= 0} | keep_outputs
+        alive = [op for op in sg.operators if any(int(t) in used for t in op.outputs)]
+        changed = len(alive) != len(sg.operators)
+        sg.operators = alive
+
+
+def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:
+    """Rename graph inputs/outputs positionally (onnx2tf names outputs Identity, Identity_1, …)."""
+    model = _load(buf)
+    sg = model.subgraphs[0]
+    if len(sg.inputs) != len(inputs) or len(sg.outputs) != len(outputs):
+        raise ConversionError(STEP, f"model has {len(sg.inputs)} inputs/{len(sg.outputs)} outputs, "
+                                    f"spec declares {len(inputs)}/{len(outputs)}")
+    old = {}
+    for t, name in zip(list(sg.inputs) + list(sg.outputs), inputs + outputs):
+        old[sg.tensors[int(t)].name] = name.encode()
+        sg.tensors[int(t)].name = name.encode()
+    for sig in model.signatureDefs or []:
+        for tm in list(sig.inputs or []) + list(sig.outputs or []):
+            idx = int(tm.tensorIndex)
+            tm.name = sg.tensors[idx].name
+    return _save(model)
+
+
+def op_histogram(buf: bytes) -> dict[str, int]:
+    model = _load(buf)
+    kinds = _op_names(model)
+    counts: dict[str, int] = {}
+    for op in model.subgraphs[0].operators:
+        counts[kinds[op.opcodeIndex]] = counts.get(kinds[op.opcodeIndex], 0) + 1
+    return dict(sorted(counts.items()))
