@@ -17,9 +17,19 @@ import modelzoo
 
 from .base import ConversionError, get_step, sha256_path, tool_versions
 
-# (format, precision) → (step name, file suffix)
-PLAN: dict[tuple[str, str], tuple[str, str]] = {
-    ("onnx", "fp32"): ("torch->onnx", ".onnx"),
+@dataclass(frozen=True)
+class Node:
+    step: str
+    suffix: str
+    deps: tuple[tuple[str, str], ...] = ()
+
+
+# The build DAG: (format, precision) → how it is made. Nodes sharing a step and its deps are made
+# by one call of that step (onnx2tf writes every float precision in one run).
+PLAN: dict[tuple[str, str], Node] = {
+    ("onnx", "fp32"): Node("torch->onnx", ".onnx"),
+    ("tflite", "fp32"): Node("onnx->tflite", "-fp32.tflite", (("onnx", "fp32"),)),
+    ("tflite", "fp16"): Node("onnx->tflite", "-fp16.tflite", (("onnx", "fp32"),)),
 }
 
 
@@ -75,29 +85,77 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     previous = _load_record(root / "build.json")
     result = BuildResult(model_id, root)
     base_key = {"spec": spec.sha256(), "weights": weights_digest(model), "tools": versions}
-    for fmt, prec in wanted:
-        step, suffix = PLAN[(fmt, prec)]
-        name = f"{model_id}{suffix}" if fmt == "onnx" else f"{model_id}-{prec}{suffix}"
-        path = root / name
-        key = hashlib.sha256(json.dumps({**base_key, "step": step, "fmt": fmt, "prec": prec},
-                                        sort_keys=True).encode()).hexdigest()
-        old = previous.get(name)
-        if old and old.get("cache_key") == key and path.exists() and sha256_path(path) == old.get("sha256"):
-            say(f"{name}: up to date")
-            result.artifacts.append(old)
-            result.skipped.append(name)
+    needed = _closure(wanted)
+    done: dict[tuple[str, str], dict] = {}
+    for step, targets in _groups(needed):
+        entries = {}
+        for t in targets:
+            node = PLAN[t]
+            name = f"{model_id}{node.suffix}"
+            dep_shas = [done[d]["sha256"] for d in node.deps]
+            key = hashlib.sha256(json.dumps({**base_key, "step": step, "target": t, "deps": dep_shas},
+                                            sort_keys=True).encode()).hexdigest()
+            entries[t] = (name, key)
+        stale = [t for t, (name, key) in entries.items() if not _up_to_date(root / name, previous.get(name), key)]
+        for t, (name, _) in entries.items():
+            if t not in stale:
+                say(f"{name}: up to date")
+                done[t] = previous[name]
+                result.skipped.append(name)
+        if not stale:
             continue
-        say(f"{name}: {step} …")
-        art = get_step(step)(model, spec, path)
-        entry = {**art.to_json(root), "cache_key": key}
-        result.artifacts.append(entry)
-        result.built.append(name)
-        say(f"{name}: built in {art.record.get('seconds', 0):.1f} s ({art.bytes / 1e6:.1f} MB)")
+        say(f"{', '.join(entries[t][0] for t in stale)}: {step} …")
+        arts = _run_step(step, model, spec, root, {t: root / entries[t][0] for t in stale}, done)
+        for t, art in zip(stale, arts):
+            name, key = entries[t]
+            done[t] = {**art.to_json(root), "cache_key": key}
+            result.built.append(name)
+            say(f"{name}: built in {art.record.get('seconds', 0):.1f} s ({art.bytes / 1e6:.2f} MB)")
+    result.artifacts = [done[t] for t in sorted(done, key=_order)]
     record = {"model": model_id, "spec_sha256": spec.sha256(), "tool_versions": versions,
               "artifacts": result.artifacts}
     _write_json_atomic(root / "build.json", record)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _order(t: tuple[str, str]) -> tuple[int, int]:
+    return ("onnx", "tflite", "coreml").index(t[0]), ("fp32", "fp16", "int8").index(t[1])
+
+
+def _closure(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    todo = list(targets)
+    while todo:
+        t = todo.pop()
+        if t not in out:
+            out.add(t)
+            todo.extend(PLAN[t].deps)
+    return sorted(out, key=_order)
+
+
+def _groups(targets: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    groups: dict[tuple[str, tuple], list[tuple[str, str]]] = {}
+    for t in targets:
+        groups.setdefault((PLAN[t].step, PLAN[t].deps), []).append(t)
+    return [(step, ts) for (step, _), ts in groups.items()]
+
+
+def _up_to_date(path: Path, old: dict | None, key: str) -> bool:
+    return bool(old and old.get("cache_key") == key and path.exists() and sha256_path(path) == old.get("sha256"))
+
+
+def _run_step(step: str, model: torch.nn.Module, spec, root: Path, outs: dict[tuple[str, str], Path],
+              done: dict[tuple[str, str], dict]) -> list:
+    fn = get_step(step)
+    if step == "torch->onnx":
+        ((_, path),) = outs.items()
+        return [fn(model, spec, path)]
+    if step == "onnx->tflite":
+        onnx_path = root / done[("onnx", "fp32")]["path"]
+        arts = fn(onnx_path, model, spec, {t[1]: p for t, p in outs.items()})
+        return arts
+    raise ConversionError("build", f"no runner for step {step}")
 
 
 def _load_record(path: Path) -> dict[str, dict]:

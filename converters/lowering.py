@@ -1,12 +1,13 @@
-"""ONNX → ONNX: lower `GridSample` (bilinear, zeros padding, align_corners=1, MediaPipe's
-whole-sample-outside-is-zero mask folded in by the model as a multiply) into ops TFLite's GPU
-delegate accepts: four 1-D GATHERs over the flattened feature map, weights in float.
+"""ONNX → ONNX: lower `GridSample` (bilinear, zeros padding, align_corners=1; MediaPipe's
+whole-sample-outside-is-zero mask is a separate multiply in the model) into ops TFLite's GPU
+delegate accepts: 1-D int32 GATHERs over the flattened feature map, weights in float.
 
-Index arithmetic: corner coordinates are small integers computed in float (exact in fp16: they
-never exceed the map side); each is cast to int32 and combined as y·W + x in int32, so the
-flat index stays exact even where it exceeds fp16's exact-integer range (2048 < 48·48).
-Indices are clamped into range, so the negative-index guard onnx2tf wraps around GATHER is a
-no-op (removed later on the TFLite graph, see tflite_passes)."""
+The delegate has no int32 arithmetic and computes floats in fp16, whose integers are exact only
+up to 2048 — less than 48·48. So the flat index is computed in float but kept below 2048: when
+the map has more pixels, it is split into its even and odd columns (each H·W/2 pixels), both
+gathered at pair index y·W/2 + ⌊x/2⌋, and the column parity picks one of them by weight.
+Every intermediate has rank ≤ 2 (onnx2tf's NCHW→NHWC conversion leaves those alone), and
+indices are clamped into range, so onnx2tf's negative-index guard is a no-op (tflite_passes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from .base import ConversionError
 
 STEP = "onnx-lower-gridsample"
+FP16_EXACT = 2048  # fp16 represents every integer up to 2048 exactly
 
 
 def lower_gridsample(model):
@@ -42,6 +44,7 @@ def lower_gridsample(model):
         new_nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
+    producer = {o: n for n in model.graph.node for o in n.output}
     count = 0
     for n in model.graph.node:
         if n.op_type != "GridSample":
@@ -62,35 +65,93 @@ def lower_gridsample(model):
         _, h, w, _ = gs
         p = f"{n.name or 'gridsample'}_{count}"
         count += 1
-        # Work on 1-D vectors of the h·w samples: rank ≤ 2 tensors keep their layout through
-        # onnx2tf's NCHW→NHWC conversion, where 3-D/4-D intermediates would be transposed.
-        grid = node("Reshape", [n.input[1], const([h * w, 2], np.int64)], p)
-        gx = node("Gather", [grid, const(0, np.int64)], p, axis=1)                 # (h·w,)
-        gy = node("Gather", [grid, const(1, np.int64)], p, axis=1)
+        split = 1 if h_in * w_in <= FP16_EXACT else 2
+        if h_in * w_in > split * FP16_EXACT or w_in % split:
+            raise ConversionError(STEP, f"feature map {h_in}×{w_in} too large for fp16-exact indices", node=n.name)
+        k = [h * w]
+        planes = _grid_planes(n.input[1], producer, shapes, h * w)
+        if planes is not None:  # the grid was stacked from two rank-2 planes: use them directly
+            gx, gy = (node("Reshape", [t, const(k, np.int64)], p) for t in planes)
+        else:
+            grid = node("Reshape", [n.input[1], const([h * w, 2], np.int64)], p)
+            gx = node("Reshape", [node("Gather", [grid, const([0], np.int64)], p, axis=1), const(k, np.int64)], p)
+            gy = node("Reshape", [node("Gather", [grid, const([1], np.int64)], p, axis=1), const(k, np.int64)], p)
         # align_corners=1: normalised −1..1 ↔ pixel 0..W−1
         x = node("Mul", [node("Add", [gx, const(1.0)], p), const((w_in - 1) / 2.0)], p)
         y = node("Mul", [node("Add", [gy, const(1.0)], p), const((h_in - 1) / 2.0)], p)
         x0, y0 = node("Floor", [x], p), node("Floor", [y], p)
         fx, fy = node("Sub", [x, x0], p), node("Sub", [y, y0], p)
         gx1, gy1 = node("Sub", [const(1.0), fx], p), node("Sub", [const(1.0), fy], p)
-        flat = node("Reshape", [node("Transpose", [n.input[0]], p, perm=[0, 2, 3, 1]),
-                                const([h_in * w_in, c], np.int64)], p)           # (H·W, C)
+        # (H·W/split, C) tables: all pixels, or the even and the odd columns.
+        tables = []
+        for start in range(split):
+            cols = n.input[0] if split == 1 else node(
+                "Slice", [n.input[0], const([start], np.int64), const([w_in], np.int64),
+                          const([3], np.int64), const([split], np.int64)], p)
+            tables.append(node("Reshape", [node("Transpose", [cols], p, perm=[0, 2, 3, 1]),
+                                           const([h_in * w_in // split, c], np.int64)], p))
         acc = None
         for dy, wy in ((0, gy1), (1, fy)):
             yc = node("Clip", [node("Add", [y0, const(float(dy))], p), const(0.0), const(float(h_in - 1))], p)
-            yi = node("Mul", [node("Cast", [yc], p, to=TensorProto.INT32), const(w_in, np.int32)], p)
+            row = node("Mul", [yc, const(float(w_in // split))], p)
             for dx, wx in ((0, gx1), (1, fx)):
                 xc = node("Clip", [node("Add", [x0, const(float(dx))], p), const(0.0), const(float(w_in - 1))], p)
-                idx = node("Add", [yi, node("Cast", [xc], p, to=TensorProto.INT32)], p)
-                vals = node("Gather", [flat, idx], p, axis=0)                      # (h·w, C)
-                wgt = node("Unsqueeze", [node("Mul", [wx, wy], p), const([1], np.int64)], p)
-                term = node("Mul", [vals, wgt], p)
-                acc = term if acc is None else node("Add", [acc, term], p)
+                wgt = node("Mul", [wx, wy], p)
+                if split == 1:
+                    picks = [(xc, wgt)]
+                    pair = xc
+                else:
+                    pair = node("Floor", [node("Mul", [xc, const(0.5)], p)], p)
+                    odd = node("Sub", [xc, node("Mul", [pair, const(2.0)], p)], p)   # 0 or 1
+                    picks = [(None, node("Mul", [wgt, node("Sub", [const(1.0), odd], p)], p)),
+                             (None, node("Mul", [wgt, odd], p))]
+                idx = node("Cast", [node("Add", [row, pair], p)], p, to=TensorProto.INT32)
+                for table, (_, w_pick) in zip(tables, picks):
+                    vals = node("Gather", [table, idx], p, axis=0)                  # (h·w, C)
+                    term = node("Mul", [vals, node("Unsqueeze", [w_pick, const([1], np.int64)], p)], p)
+                    acc = term if acc is None else node("Add", [acc, term], p)
         out = node("Reshape", [acc, const([1, h, w, c], np.int64)], p)
         new_nodes.append(helper.make_node("Transpose", [out], [n.output[0]], name=f"{p}_out", perm=[0, 3, 1, 2]))
+    new_nodes = _drop_dead(new_nodes, {o.name for o in model.graph.output})
     graph = helper.make_graph(new_nodes, model.graph.name, list(model.graph.input), list(model.graph.output),
                               list(model.graph.initializer) + inits)
     lowered = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="meshport")
     lowered.ir_version = model.ir_version
     onnx.checker.check_model(lowered, full_check=True)
     return lowered
+
+
+def _grid_planes(grid: str, producer: dict, shapes: dict, k: int) -> tuple[str, str] | None:
+    """If grid = Reshape(Concat(Unsqueeze(gx, -1), Unsqueeze(gy, -1), axis=-1)) with gx, gy of
+    k elements (how a stacked x/y grid exports), return (gx, gy)."""
+    from onnx import helper, numpy_helper  # noqa: F401
+
+    reshape = producer.get(grid)
+    if reshape is None or reshape.op_type != "Reshape":
+        return None
+    concat = producer.get(reshape.input[0])
+    if concat is None or concat.op_type != "Concat" or len(concat.input) != 2:
+        return None
+    rank = len(shapes.get(concat.output[0]) or [])
+    axis = next((helper.get_attribute_value(a) for a in concat.attribute if a.name == "axis"), None)
+    if rank == 0 or axis not in (-1, rank - 1):
+        return None
+    planes = []
+    for t in concat.input:
+        u = producer.get(t)
+        if u is None or u.op_type != "Unsqueeze" or len(u.input) < 2:
+            return None
+        src = shapes.get(u.input[0])
+        if not src or None in src or int(np.prod(src)) != k:
+            return None
+        planes.append(u.input[0])
+    return planes[0], planes[1]
+
+
+def _drop_dead(nodes: list, keep: set[str]) -> list:
+    while True:
+        used = {i for n in nodes for i in n.input} | keep
+        alive = [n for n in nodes if any(o in used for o in n.output)]
+        if len(alive) == len(nodes):
+            return alive
+        nodes = alive

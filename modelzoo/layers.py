@@ -84,7 +84,14 @@ def blaze_stage(cin: int, cout: int, n_blocks: int, downsample: bool) -> list[nn
 # (MediaPipe TransformTensorBilinear v2), written with cos/sin and no atan2 so the graph stays
 # on the GPU delegate.
 
-def crop_matrix(
+def _cols(t: torch.Tensor, idx: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Columns of a 2-D tensor by constant indices (a 1-D int32 GATHER on the GPU delegate)."""
+    if not isinstance(idx, torch.Tensor):
+        idx = torch.tensor(list(idx), dtype=torch.int32, device=t.device)
+    return t.index_select(1, idx)
+
+
+def crop_affine(
     points: torch.Tensor,
     subset: torch.Tensor,
     left_idx: int,
@@ -93,18 +100,15 @@ def crop_matrix(
     scale_xy: tuple[float, float] = (1.5, 1.5),
     target_rotation: float = 0.0,
 ) -> torch.Tensor:
-    """Affine (N,2,3) mapping crop pixel coordinates (u, v, 1) to coordinates of `points`' frame.
+    """The crop matrix as (N,6) = row-major [a00 a01 tx a10 a11 ty]; see `crop_matrix`.
 
-    points: (N,P,>=2) landmarks in the frame to crop from (e.g. feature-map pixels).
-    The crop is rotated so the line left_idx→right_idx has angle `target_rotation`, centred on
-    the rotated bounding box of the `subset` landmarks, and `scale_xy` times its size:
-    M = T(centre)·R(θ−target)·S(sx·w/W, sy·h/H)·T(−W/2, −H/2).
-
-    Written for the GPU delegate: slices instead of scalar gathers, no comparisons or selects.
-    """
-    x, y = points[..., 0], points[..., 1]                                   # (N,P)
-    dx = x[:, right_idx:right_idx + 1] - x[:, left_idx:left_idx + 1]        # (N,1)
-    dy = y[:, right_idx:right_idx + 1] - y[:, left_idx:left_idx + 1]
+    Written for the TFLite GPU delegate and onnx2tf: only rank-2 tensors, constant 1-D gathers
+    instead of slices, no comparisons or selects."""
+    n, p, d = points.shape
+    flat = points.reshape(n, p * d)
+    lx, ly = _cols(flat, [left_idx * d]), _cols(flat, [left_idx * d + 1])          # (N,1)
+    rx_, ry_ = _cols(flat, [right_idx * d]), _cols(flat, [right_idx * d + 1])
+    dx, dy = rx_ - lx, ry_ - ly
     norm = torch.sqrt(dx * dx + dy * dy)
     inv = 1.0 / torch.clamp(norm, min=1e-4)
     # Coincident points: atan2(0, 0) = 0, i.e. cos θ = 1. `degenerate` is 1 there, else 0
@@ -114,9 +118,10 @@ def crop_matrix(
     sin_t = dy * inv
     ct, st = math.cos(target_rotation), math.sin(target_rotation)
     # Angle the crop is rotated by, φ = θ − target (MediaPipe's −rotation).
-    c = cos_t * ct + sin_t * st                                              # (N,1)
+    c = cos_t * ct + sin_t * st                                                      # (N,1)
     s = sin_t * ct - cos_t * st
-    sx, sy = x.index_select(1, subset), y.index_select(1, subset)            # (N,K)
+    sub = subset.to(torch.int32) * d
+    sx, sy = _cols(flat, sub), _cols(flat, sub + 1)                                  # (N,K)
     # Rotate by −φ to make the region axis-aligned, take its box.
     rx = c * sx + s * sy
     ry = c * sy - s * sx
@@ -133,23 +138,38 @@ def crop_matrix(
     a10, a11 = s * kx, c * ky
     tx = cx - a00 * (out_w / 2) - a01 * (out_h / 2)
     ty = cy - a10 * (out_w / 2) - a11 * (out_h / 2)
-    row0 = torch.cat([a00, a01, tx], dim=1)
-    row1 = torch.cat([a10, a11, ty], dim=1)
-    return torch.stack([row0, row1], dim=1)
+    return torch.cat([a00, a01, tx, a10, a11, ty], dim=1)
+
+
+def crop_matrix(points: torch.Tensor, subset: torch.Tensor, left_idx: int, right_idx: int,
+                crop_hw: tuple[int, int], scale_xy: tuple[float, float] = (1.5, 1.5),
+                target_rotation: float = 0.0) -> torch.Tensor:
+    """Affine (N,2,3) mapping crop pixel coordinates (u, v, 1) to coordinates of `points`' frame.
+
+    points: (N,P,>=2) landmarks in the frame to crop from (e.g. feature-map pixels).
+    The crop is rotated so the line left_idx→right_idx has angle `target_rotation`, centred on
+    the rotated bounding box of the `subset` landmarks, and `scale_xy` times its size:
+    M = T(centre)·R(θ−target)·S(sx·w/W, sy·h/H)·T(−W/2, −H/2) (MediaPipe's
+    Landmarks2TransformMatrix v2, with cos/sin instead of atan2)."""
+    return crop_affine(points, subset, left_idx, right_idx, crop_hw, scale_xy, target_rotation).reshape(-1, 2, 3)
+
+
+def _affine6(matrix: torch.Tensor) -> torch.Tensor:
+    return matrix.reshape(matrix.shape[0], 6)
 
 
 def sample_grid(matrix: torch.Tensor, crop_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Source pixel coordinates (x, y), each (N, h·w), of every crop pixel in MediaPipe's v2
     convention: pixel centres map through the matrix and back (x_src = M·(u+½, v+½) − ½).
-    Elementwise with a constant base grid (no matmul)."""
+    `matrix` is (N,2,3) or (N,6); elementwise with a constant base grid (no matmul)."""
     h, w = crop_hw
     dtype, device = matrix.dtype, matrix.device
     v, u = torch.meshgrid(torch.arange(h, dtype=dtype, device=device) + 0.5,
                           torch.arange(w, dtype=dtype, device=device) + 0.5, indexing="ij")
     u, v = u.reshape(1, h * w), v.reshape(1, h * w)
-    m = matrix.reshape(-1, 6)
-    x = m[:, 0:1] * u + m[:, 1:2] * v + (m[:, 2:3] - 0.5)
-    y = m[:, 3:4] * u + m[:, 4:5] * v + (m[:, 5:6] - 0.5)
+    m = _affine6(matrix)
+    x = _cols(m, [0]) * u + _cols(m, [1]) * v + (_cols(m, [2]) - 0.5)
+    y = _cols(m, [3]) * u + _cols(m, [4]) * v + (_cols(m, [5]) - 0.5)
     return x, y
 
 
@@ -170,22 +190,30 @@ def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int
     """
     H, W = features.shape[-2:]
     h, w = crop_hw
-    x, y = sample_grid(matrix, crop_hw)
+    x, y = sample_grid(matrix, crop_hw)                                             # (N,h·w) each
     mask = (inside_mask(x, W) * inside_mask(y, H)).reshape(-1, 1, h, w)
     grid = torch.stack([x * (2.0 / (W - 1)) - 1.0, y * (2.0 / (H - 1)) - 1.0], dim=-1).reshape(-1, h, w, 2)
     out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out * mask
 
 
+def transform_points_flat(points: torch.Tensor, matrix: torch.Tensor, translation_scale: float = 1.0) -> torch.Tensor:
+    """`transform_points` on flat (N, 2K) interleaved x,y; returns (N, 2K). Rank-2 only."""
+    n, k2 = points.shape
+    k = k2 // 2
+    m = _affine6(matrix)
+    px, py = _cols(points, range(0, k2, 2)), _cols(points, range(1, k2, 2))
+    x = _cols(m, [0]) * px + _cols(m, [1]) * py + _cols(m, [2]) * translation_scale
+    y = _cols(m, [3]) * px + _cols(m, [4]) * py + _cols(m, [5]) * translation_scale
+    interleave = [i // 2 + (k if i % 2 else 0) for i in range(k2)]
+    return _cols(torch.cat([x, y], dim=1), interleave)
+
+
 def transform_points(points: torch.Tensor, matrix: torch.Tensor, translation_scale: float = 1.0) -> torch.Tensor:
     """Map (N,K,2) points through an (N,2,3) affine, the translation multiplied by
-    `translation_scale` (MediaPipe TransformLandmarks on a matrix scaled by its constant).
-    Elementwise (no matmul)."""
-    m = matrix.reshape(-1, 1, 6)
-    px, py = points[..., 0:1], points[..., 1:2]
-    x = m[..., 0:1] * px + m[..., 1:2] * py + m[..., 2:3] * translation_scale
-    y = m[..., 3:4] * px + m[..., 4:5] * py + m[..., 5:6] * translation_scale
-    return torch.cat([x, y], dim=-1)
+    `translation_scale` (MediaPipe TransformLandmarks on a matrix scaled by its constant)."""
+    n, k, _ = points.shape
+    return transform_points_flat(points.reshape(n, 2 * k), matrix, translation_scale).reshape(n, k, 2)
 
 
 # ---------------------------------------------------------------------------------------------

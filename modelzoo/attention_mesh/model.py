@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers import BlazeBlock, ConvPReLU, blaze_stage, check_image_input, crop_matrix, sample_crop, transform_points
+from ..layers import (BlazeBlock, ConvPReLU, blaze_stage, check_image_input, crop_affine, sample_crop,
+                      transform_points_flat)
 from ..spec import TensorSpec
 
 
@@ -136,53 +137,56 @@ class AttentionMesh(nn.Module):
         cfg = self.cfg
         n = x.shape[0]
         feat, top = self.features(x)
-        mesh = self.mesh_head(top).reshape(n, cfg.num_mesh, 3)
+        mesh = self.mesh_head(top).reshape(n, cfg.num_mesh * 3)                    # flat x,y,z
         face_flag = torch.sigmoid(self.face_flag_head(top).reshape(n, 1))
         s = cfg.feature_scale
         crop_hw = (cfg.crop_size, cfg.crop_size)
-        mesh_feat = mesh * s
-        region_out: dict[str, torch.Tensor] = {}
+        mesh_feat = (mesh * s).reshape(n, cfg.num_mesh, 3)
+        flat: dict[str, torch.Tensor] = {}
         for r in cfg.regions:
-            m = crop_matrix(mesh_feat, getattr(self, f"subset_{r.name}"), r.left_idx, r.right_idx,
+            m = crop_affine(mesh_feat, getattr(self, f"subset_{r.name}"), r.left_idx, r.right_idx,
                             crop_hw, r.scale, r.target_rotation)
             crop = sample_crop(feat, m, crop_hw)
             for name, pts in self.regions[r.name](crop).items():
                 # Heads predict in the crop frame ×(1/s); map through the matrix with its
                 # translation ×(1/s) to land in input pixels.
-                region_out[name] = transform_points(pts, m, 1.0 / s)
-        landmarks = self.assemble(mesh, region_out)
-        return {"landmarks": landmarks, "face_flag": face_flag, **region_out}
+                flat[name] = transform_points_flat(pts.reshape(n, -1), m, 1.0 / s)
+        landmarks = self.assemble(mesh, flat).reshape(n, -1, 3)
+        regions = {name: v.reshape(n, -1, 2) for name, v in flat.items()}
+        return {"landmarks": landmarks, "face_flag": face_flag, **regions}
 
-    def assemble(self, mesh: torch.Tensor, region_out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """478 landmarks: region points overwrite x,y of the mesh at their subset indices (z kept);
-        irises are appended with z = mean mesh z of their eye's contour points.
+    def assemble(self, mesh: torch.Tensor, flat: dict[str, torch.Tensor]) -> torch.Tensor:
+        """478 landmarks, flat (N, 478·3): region points overwrite x,y of the mesh at their subset
+        indices (z kept); irises are appended with z = mean mesh z of their eye's contour points.
 
-        Written as one concatenation and one constant-index gather per coordinate."""
+        `mesh` is (N, 468·3) and `flat` the regions' (N, 2K) outputs. One concatenation and one
+        constant-index gather (rank-2 tensors only)."""
         cfg = self.cfg
-        n = mesh.shape[0]
-        xy_parts = [mesh[..., :2]]
-        index = list(range(cfg.num_mesh))
-        offset = cfg.num_mesh
-        irises: list[tuple[str, RegionConfig]] = []
+        parts = [mesh]
+        col: dict[tuple[str, int, int], int] = {}     # (source, point, coord) → column
+        offset = cfg.num_mesh * 3
         for r in cfg.regions:
-            main, *extra = r.outputs
-            xy_parts.append(region_out[main[0]])
+            for name, k in r.outputs:
+                for j in range(k):
+                    col[(name, j, 0)], col[(name, j, 1)] = offset + 2 * j, offset + 2 * j + 1
+                parts.append(flat[name])
+                offset += 2 * k
+        index = [3 * i + c for i in range(cfg.num_mesh) for c in range(3)]
+        iris_cols: list[int] = []
+        for r in cfg.regions:
+            (main, _), *extra = r.outputs
             for j, idx in enumerate(r.subset):
-                index[idx] = offset + j
-            offset += main[1]
-            irises += [(name, r) for name, _ in extra]
-        z_parts = [mesh[..., 2]]
-        for name, r in irises:
-            contour = torch.tensor(r.subset[: cfg.iris_contour], dtype=torch.int32, device=mesh.device)
-            z = mesh[..., 2].index_select(1, contour).mean(dim=1, keepdim=True)
-            pts = region_out[name]
-            z_parts.append(z.expand(n, pts.shape[1]))
-        all_xy = torch.cat(xy_parts, dim=1)
-        xy = all_xy.index_select(1, torch.tensor(index, dtype=torch.int32, device=mesh.device))
-        iris_xy = [region_out[name] for name, _ in irises]
-        xy = torch.cat([xy, *iris_xy], dim=1)
-        z = torch.cat(z_parts, dim=1)
-        return torch.cat([xy, z.unsqueeze(-1)], dim=-1)
+                index[3 * idx], index[3 * idx + 1] = col[(main, j, 0)], col[(main, j, 1)]
+            for name, k in extra:
+                contour = [3 * i + 2 for i in r.subset[: cfg.iris_contour]]
+                parts.append(mesh.index_select(1, torch.tensor(contour, dtype=torch.int32,
+                                                               device=mesh.device)).mean(dim=1, keepdim=True))
+                z_col = offset
+                offset += 1
+                iris_cols += [c for j in range(k) for c in (col[(name, j, 0)], col[(name, j, 1)], z_col)]
+        index += iris_cols
+        table = torch.cat(parts, dim=1)
+        return table.index_select(1, torch.tensor(index, dtype=torch.int32, device=mesh.device))
 
 
 def with_regions(model: AttentionMesh, regions: tuple[RegionConfig, ...]) -> None:

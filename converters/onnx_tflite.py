@@ -1,0 +1,130 @@
+"""ONNX → TFLite (fp32, fp16) through onnx2tf, made to stay on the GPU delegate.
+
+Recipe: simplify (onnxsim) → lower GridSample (lowering.py) → onnx2tf (offline: the calibration
+file it would download is provided; the venv's bin is on PATH for its onnxsim call) → strip the
+negative-index guards onnx2tf puts around runtime GATHERs (verified bitwise on seeded inputs) →
+spec names for inputs/outputs → quick parity gate against PyTorch → GPU-delegate check."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modelzoo.spec import ModelSpec
+
+from . import gate
+from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
+from .gpu_check import require_gpu_compatible
+from .lowering import lower_gridsample
+from .tflite_passes import op_histogram, rename_io, strip_gather_guards
+
+STEP = "onnx->tflite"
+# onnx2tf looks for this file in its working directory before downloading one.
+ONNX2TF_CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
+OUTPUTS = {"fp32": "float32", "fp16": "float16"}
+
+
+def run_tflite(model: bytes | Path, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+    """Run a TFLite model (NHWC inputs) with ai_edge_litert; outputs by tensor name."""
+    from ai_edge_litert.interpreter import Interpreter
+    kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    it = Interpreter(num_threads=threads, **kw)
+    it.allocate_tensors()
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], feed[d["name"]])
+    it.invoke()
+    return {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
+
+
+def nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def _onnx2tf(onnx_path: Path, workdir: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    np.save(workdir / ONNX2TF_CALIBRATION, rng.random((20, 128, 128, 3), dtype=np.float32))
+    bindir = os.path.dirname(sys.executable)
+    exe = shutil.which("onnx2tf", path=bindir) or shutil.which("onnx2tf")
+    if exe is None:
+        raise ConversionError(STEP, "onnx2tf is not installed in this environment")
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([exe, "-i", onnx_path.name, "-o", "tf", "-n"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    stem = onnx_path.stem
+    outs = {p: workdir / "tf" / f"{stem}_{suffix}.tflite" for p, suffix in OUTPUTS.items()}
+    if proc.returncode != 0 or not all(p.exists() for p in outs.values()):
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        raise ConversionError(STEP, "onnx2tf failed: " + (lines[-1] if lines else f"exit {proc.returncode}"))
+    return outs
+
+
+@register_step(STEP)
+def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str, Path],
+                   *, require_gpu: bool = True) -> list[Artifact]:
+    """Convert one ONNX file into the TFLite precisions named in `out_paths` ({"fp32": path, …})."""
+    import onnx
+    from onnxsim import simplify
+
+    unknown = sorted(set(out_paths) - set(OUTPUTS))
+    if unknown:
+        raise ConversionError(STEP, f"unsupported TFLite precision(s) {unknown}; supported: {sorted(OUTPUTS)}")
+    try:
+        proto = onnx.load(str(onnx_path))
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ConversionError(STEP, f"input is not a valid ONNX model: {onnx_path} ({exc})") from exc
+    t0 = time.perf_counter()
+    x = gate.seeded_input(spec)
+    ref = gate.torch_reference(model, x)
+    in_name = spec.inputs[0].name
+    out_names = [o.name for o in spec.outputs]
+    with tempfile.TemporaryDirectory(prefix="meshport-tflite-") as tmp:
+        work = Path(tmp)
+        simplified, ok = simplify(proto)
+        if not ok:
+            raise ConversionError(STEP, "onnxsim could not validate the simplified model")
+        lowered = lower_gridsample(simplified)
+        lowered_path = work / f"{spec.id}.onnx"
+        onnx.save(lowered, str(lowered_path))
+        produced = _onnx2tf(lowered_path, work)
+        artifacts = []
+        for precision, out_path in out_paths.items():
+            raw = produced[precision].read_bytes()
+            stripped, n_guards = strip_gather_guards(raw)
+            probe = nhwc(gate.seeded_input(spec, seed=1))
+            before = run_tflite(raw, {in_name: probe})
+            after = run_tflite(stripped, {in_name: probe})
+            if any(not np.array_equal(a, b) for a, b in zip(before.values(), after.values())):
+                raise ConversionError(STEP, "removing the gather guards changed the outputs")
+            final = rename_io(stripped, [in_name], out_names)
+            with atomic_output(out_path) as tmp_out:
+                tmp_out.write_bytes(final)
+                got = run_tflite(tmp_out, {in_name: nhwc(x)})
+                got = {k: v.reshape(ref[k].shape) for k, v in got.items()}
+                parity = gate.check(STEP, spec, "tflite", precision, ref, got)
+                gpu = _gpu_report(tmp_out, require_gpu)
+            artifacts.append(Artifact(out_path, "tflite", precision, _io(spec, "NHWC"), _io(spec, None), record={
+                "step": STEP, "options": {"require_gpu": require_gpu, "lowering": "gridsample→4×GATHER(int32)"},
+                "seconds": round(time.perf_counter() - t0, 3), "quick_parity": parity,
+                "gather_guards_removed": n_guards, "op_counts": op_histogram(final), "gpu_check": gpu}).finalize())
+    return artifacts
+
+
+def _io(spec: ModelSpec, image_layout: str | None) -> tuple[IOSpec, ...]:
+    if image_layout:
+        (t,) = spec.inputs
+        n, c, h, w = (1 if d is None else d for d in t.shape)
+        return (IOSpec(t.name, (n, h, w, c), t.dtype, image_layout),)
+    return tuple(IOSpec(t.name, tuple(1 if d is None else d for d in t.shape), t.dtype, t.layout) for t in spec.outputs)
+
+
+def _gpu_report(path: Path, require: bool) -> dict:
+    """The static GPU-delegate check; raises GpuCompatibilityError unless opted out."""
+    return require_gpu_compatible(path, allow=not require).to_json()
