@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from modelzoo.data import sample_face
 from modelzoo.spec import ModelSpec
 
 from .base import ConversionError
@@ -19,17 +20,39 @@ def seeded_input(spec: ModelSpec, seed: int = 0) -> np.ndarray:
     return (lo + (hi - lo) * rng.random(shape)).astype(np.float32)
 
 
+def gate_inputs(spec: ModelSpec) -> dict[str, np.ndarray]:
+    """NCHW inputs of the quick gate: a seeded random tensor, and a real face for image models
+    (error bounds relative to the inter-ocular distance only mean something on a face)."""
+    feeds = {"seeded": seeded_input(spec)}
+    inp = spec.inputs[0]
+    if inp.layout == "NCHW" and inp.channel_order == "RGB" and inp.shape[2] == inp.shape[3]:
+        feeds["sample_face"] = sample_face(int(inp.shape[-1]))
+    return feeds
+
+
 def torch_reference(model: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         return {k: v.numpy() for k, v in model(torch.from_numpy(x)).items()}
 
 
 def check(step: str, spec: ModelSpec, fmt: str, precision: str,
-          ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per-output errors; raises ConversionError naming every output over its tolerance."""
+          refs: dict[str, dict[str, np.ndarray]], gots: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Per input and output errors; raises ConversionError naming every output over its tolerance."""
     report, failures = {}, []
+    for feed, ref in refs.items():
+        rows, fails = _compare(step, spec, fmt, precision, ref, gots[feed], face=feed != "seeded")
+        report[feed] = rows
+        failures += [f"{feed}/{f}" for f in fails]
+    if failures:
+        raise ConversionError(step, f"parity gate vs PyTorch failed ({fmt}/{precision}): " + "; ".join(failures))
+    return report
+
+
+def _compare(step: str, spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray],
+             got: dict[str, np.ndarray], face: bool) -> tuple[dict, list[str]]:
+    rows, failures = {}, []
     iod = None
-    if "landmarks" in ref:
+    if face and "landmarks" in ref:
         lm = ref["landmarks"][0]
         iod = float(np.linalg.norm(lm[IOD_INDICES[0], :2] - lm[IOD_INDICES[1], :2]))
     for out in spec.outputs:
@@ -49,7 +72,5 @@ def check(step: str, spec: ModelSpec, fmt: str, precision: str,
             row["mean_iod_pct"] = float(100 * px / iod)
             if not row["mean_iod_pct"] <= tol.mean_iod_pct:
                 failures.append(f"{out.name}: mean {row['mean_iod_pct']:.3g}% IOD > {tol.mean_iod_pct:g}%")
-        report[out.name] = row
-    if failures:
-        raise ConversionError(step, f"parity gate vs PyTorch failed ({fmt}/{precision}): " + "; ".join(failures))
-    return report
+        rows[out.name] = row
+    return rows, failures

@@ -45,6 +45,12 @@ def lower_gridsample(model):
         return out
 
     producer = {o: n for n in model.graph.node for o in n.output}
+    inits_by_name = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    inits_by_name[n.output[0]] = numpy_helper.to_array(a.t)
     count = 0
     for n in model.graph.node:
         if n.op_type != "GridSample":
@@ -76,9 +82,15 @@ def lower_gridsample(model):
             grid = node("Reshape", [n.input[1], const([h * w, 2], np.int64)], p)
             gx = node("Reshape", [node("Gather", [grid, const([0], np.int64)], p, axis=1), const(k, np.int64)], p)
             gy = node("Reshape", [node("Gather", [grid, const([1], np.int64)], p, axis=1), const(k, np.int64)], p)
-        # align_corners=1: normalised −1..1 ↔ pixel 0..W−1
-        x = node("Mul", [node("Add", [gx, const(1.0)], p), const((w_in - 1) / 2.0)], p)
-        y = node("Mul", [node("Add", [gy, const(1.0)], p), const((h_in - 1) / 2.0)], p)
+        # align_corners=1: normalised −1..1 ↔ pixel 0..W−1. Where the grid was normalised from
+        # pixel coordinates as c·2/(W−1) − 1, take those coordinates instead: 2/(W−1) is not
+        # exact in fp16 and the round trip would cost ~1e-3 of a coordinate.
+        pix = [_unnormalised(t, producer, inits_by_name, size) if planes is not None else None
+               for t, size in zip(planes or (None, None), (w_in, h_in))]
+        x = node("Reshape", [pix[0], const(k, np.int64)], p) if pix[0] else \
+            node("Mul", [node("Add", [gx, const(1.0)], p), const((w_in - 1) / 2.0)], p)
+        y = node("Reshape", [pix[1], const(k, np.int64)], p) if pix[1] else \
+            node("Mul", [node("Add", [gy, const(1.0)], p), const((h_in - 1) / 2.0)], p)
         x0, y0 = node("Floor", [x], p), node("Floor", [y], p)
         fx, fy = node("Sub", [x, x0], p), node("Sub", [y, y0], p)
         gx1, gy1 = node("Sub", [const(1.0), fx], p), node("Sub", [const(1.0), fy], p)
@@ -155,3 +167,23 @@ def _drop_dead(nodes: list, keep: set[str]) -> list:
         if len(alive) == len(nodes):
             return alive
         nodes = alive
+
+
+def _unnormalised(plane: str, producer: dict, consts: dict, size: int) -> str | None:
+    """If plane = c·(2/(size−1)) − 1 (Sub(Mul(c, k), 1) or Add(Mul(c, k), −1)), return c."""
+    outer = producer.get(plane)
+    if outer is None or outer.op_type not in ("Sub", "Add") or len(outer.input) != 2:
+        return None
+    one = consts.get(outer.input[1])
+    want = 1.0 if outer.op_type == "Sub" else -1.0
+    if one is None or one.size != 1 or float(one.reshape(())) != want:
+        return None
+    mul = producer.get(outer.input[0])
+    if mul is None or mul.op_type != "Mul":
+        return None
+    for c, kk in ((0, 1), (1, 0)):
+        factor = consts.get(mul.input[kk])
+        if factor is not None and factor.size == 1 and np.isclose(float(factor.reshape(())), 2.0 / (size - 1),
+                                                                  rtol=1e-6, atol=0):
+            return mul.input[c]
+    return None

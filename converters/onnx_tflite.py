@@ -81,8 +81,8 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
     except Exception as exc:
         raise ConversionError(STEP, f"input is not a valid ONNX model: {onnx_path} ({exc})") from exc
     t0 = time.perf_counter()
-    x = gate.seeded_input(spec)
-    ref = gate.torch_reference(model, x)
+    feeds = gate.gate_inputs(spec)
+    refs = {k: gate.torch_reference(model, v) for k, v in feeds.items()}
     in_name = spec.inputs[0].name
     out_names = [o.name for o in spec.outputs]
     with tempfile.TemporaryDirectory(prefix="meshport-tflite-") as tmp:
@@ -106,9 +106,11 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
             final = rename_io(stripped, [in_name], out_names)
             with atomic_output(out_path) as tmp_out:
                 tmp_out.write_bytes(final)
-                got = run_tflite(tmp_out, {in_name: nhwc(x)})
-                got = {k: v.reshape(ref[k].shape) for k, v in got.items()}
-                parity = gate.check(STEP, spec, "tflite", precision, ref, got)
+                gots = {}
+                for feed, x in feeds.items():
+                    got = run_tflite(tmp_out, {in_name: nhwc(x)})
+                    gots[feed] = {k: v.reshape(refs[feed][k].shape) for k, v in got.items()}
+                parity = gate.check(STEP, spec, "tflite", precision, refs, gots)
                 gpu = _gpu_report(tmp_out, require_gpu)
             artifacts.append(Artifact(out_path, "tflite", precision, _io(spec, "NHWC"), _io(spec, None), record={
                 "step": STEP, "options": {"require_gpu": require_gpu, "lowering": "gridsample→4×GATHER(int32)"},

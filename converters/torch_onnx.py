@@ -49,8 +49,10 @@ def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, *, op
     if len(spec.inputs) != 1:
         raise ConversionError(STEP, "only single-input models are supported")
     names = [o.name for o in spec.outputs]
-    x = gate.seeded_input(spec)
-    ref = gate.torch_reference(model, x)
+    feeds = gate.gate_inputs(spec)
+    x = feeds["seeded"]
+    refs = {k: gate.torch_reference(model, v) for k, v in feeds.items()}
+    ref = refs["seeded"]
     missing = [n for n in names if n not in ref]
     extra = [n for n in ref if n not in names]
     if missing or extra:
@@ -84,8 +86,8 @@ def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, *, op
         proto.producer_name = "meshport"
         onnx.save(proto, str(tmp))
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = dict(zip(names, sess.run(None, {spec.inputs[0].name: x})))
-        parity = gate.check(STEP, spec, "onnx", "fp32", ref, got)
+        gots = {k: dict(zip(names, sess.run(None, {spec.inputs[0].name: v}))) for k, v in feeds.items()}
+        parity = gate.check(STEP, spec, "onnx", "fp32", refs, gots)
     ins, outs = io_specs(spec)
     counts: dict[str, int] = {}
     for n in proto.graph.node:

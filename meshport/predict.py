@@ -9,9 +9,10 @@ import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 import modelzoo
+from modelzoo.data import SAMPLE_FACE
 from modelzoo.errors import InputContractError
 
-SAMPLE_CROP = Path(__file__).parent / "data" / "sample_crop.png"
+SAMPLE_CROP = SAMPLE_FACE
 
 _COLORS = {"mesh": (200, 200, 200), "lips": (255, 60, 60), "left_eye": (60, 220, 60),
            "right_eye": (60, 220, 60), "left_iris": (60, 140, 255), "right_iris": (60, 140, 255)}

@@ -42,7 +42,8 @@ def test_build_record_follows_the_contract(built):
     (art,) = rec["artifacts"]
     assert art["path"] == "attention_mesh.onnx" and art["format"] == "onnx" and art["precision"] == "fp32"
     assert art["inputs"] == [{"name": "image", "shape": [1, 3, 192, 192], "dtype": "float32", "layout": "NCHW"}]
-    assert art["quick_parity"]["landmarks"]["max_abs"] <= 1e-3
+    assert art["quick_parity"]["seeded"]["landmarks"]["max_abs"] <= 1e-3
+    assert art["quick_parity"]["sample_face"]["landmarks"]["max_abs"] <= 1e-3
     assert art["bytes"] == (out / "attention_mesh" / "attention_mesh.onnx").stat().st_size
 
 
