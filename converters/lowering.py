@@ -6,6 +6,7 @@ The delegate has no int32 arithmetic and computes floats in fp16, whose integers
 up to 2048 — less than 48·48. So the flat index is computed in float but kept below 2048: when
 the map has more pixels, it is split into its even and odd columns (each H·W/2 pixels), both
 gathered at pair index y·W/2 + ⌊x/2⌋, and the column parity picks one of them by weight.
+Corners outside the map get weight 0 (zeros padding) and read a clamped, in-range pixel.
 Every intermediate has rank ≤ 2 (onnx2tf's NCHW→NHWC conversion leaves those alone), and
 indices are clamped into range, so onnx2tf's negative-index guard is a no-op (tflite_passes)."""
 from __future__ import annotations
@@ -102,13 +103,22 @@ def lower_gridsample(model):
                           const([3], np.int64), const([split], np.int64)], p)
             tables.append(node("Reshape", [node("Transpose", [cols], p, perm=[0, 2, 3, 1]),
                                            const([h_in * w_in // split, c], np.int64)], p))
+        def valid(ci: str, size: int) -> str:
+            """1.0 where integer coordinate ci lies in [0, size−1], else 0.0 (zeros padding)."""
+            low = node("Clip", [node("Add", [ci, const(1.0)], p), const(0.0), const(1.0)], p)
+            high = node("Clip", [node("Sub", [const(float(size)), ci], p), const(0.0), const(1.0)], p)
+            return node("Mul", [low, high], p)
+
         acc = None
         for dy, wy in ((0, gy1), (1, fy)):
-            yc = node("Clip", [node("Add", [y0, const(float(dy))], p), const(0.0), const(float(h_in - 1))], p)
+            yi = node("Add", [y0, const(float(dy))], p)
+            yc = node("Clip", [yi, const(0.0), const(float(h_in - 1))], p)
             row = node("Mul", [yc, const(float(w_in // split))], p)
+            wy = node("Mul", [wy, valid(yi, h_in)], p)
             for dx, wx in ((0, gx1), (1, fx)):
-                xc = node("Clip", [node("Add", [x0, const(float(dx))], p), const(0.0), const(float(w_in - 1))], p)
-                wgt = node("Mul", [wx, wy], p)
+                xi = node("Add", [x0, const(float(dx))], p)
+                xc = node("Clip", [xi, const(0.0), const(float(w_in - 1))], p)
+                wgt = node("Mul", [node("Mul", [wx, valid(xi, w_in)], p), wy], p)
                 if split == 1:
                     picks = [(xc, wgt)]
                     pair = xc

@@ -1,0 +1,137 @@
+"""ONNX → TFLite that stays on the GPU delegate: the GridSample lowering and the real model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import modelzoo
+from converters import ConversionError, get_step
+from converters.build import build
+from converters.gpu_check import check_gpu_compatibility
+from converters.lowering import lower_gridsample
+from converters.onnx_tflite import nhwc, run_tflite
+from converters.tflite_passes import op_histogram
+
+IOD = (33, 263)
+
+
+def gridsample_model(c: int, h_in: int, w_in: int, h: int, w: int, mode: str = "bilinear") -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h_in, w_in])
+    g = helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, h, w, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, w])
+    node = helper.make_node("GridSample", ["x", "grid"], ["y"], name="gs", mode=mode, padding_mode="zeros",
+                            align_corners=1)
+    m = helper.make_model(helper.make_graph([node], "g", [x, g], [y]), opset_imports=[helper.make_opsetid("", 16)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("size", [(12, 20), (48, 48), (64, 64)])
+def test_lowering_equals_gridsample(size):
+    """Small maps use one table; beyond 2048 pixels the paired even/odd-column tables."""
+    h_in, w_in = size
+    m = gridsample_model(5, h_in, w_in, 16, 16)
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((1, 5, h_in, w_in)).astype(np.float32),
+             "grid": rng.uniform(-1.3, 1.3, (1, 16, 16, 2)).astype(np.float32)}  # some samples outside
+    feeds["grid"][0, 0, :4] = [[-1, -1], [1, 1], [1, -1], [-1, 1]]               # exact corners
+    ref = ort.InferenceSession(m.SerializeToString()).run(None, feeds)[0]
+    low = lower_gridsample(m)
+    assert "GridSample" not in {n.op_type for n in low.graph.node}
+    got = ort.InferenceSession(low.SerializeToString()).run(None, feeds)[0]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    flat_sizes = [numpy_helper.to_array(i).tolist() for i in low.graph.initializer if i.dims == [2]]
+    assert [h_in * w_in // (1 if h_in * w_in <= 2048 else 2), 5] in flat_sizes
+
+
+def test_lowering_refuses_what_it_does_not_cover():
+    with pytest.raises(ConversionError, match="at gs"):
+        lower_gridsample(gridsample_model(2, 8, 8, 4, 4, mode="nearest"))
+
+
+@pytest.mark.parametrize("model_id", ["attention_mesh", "attention_mesh_paper"])
+def test_lowered_real_models_match_their_onnx(model_id, tmp_path):
+    spec = modelzoo.get_spec(model_id)
+    art = get_step("torch->onnx")(modelzoo.load_model(model_id), spec, tmp_path / "m.onnx")
+    from onnxsim import simplify
+    proto, _ = simplify(onnx.load(str(art.path)))
+    low = lower_gridsample(proto)
+    a = ort.InferenceSession(str(art.path))
+    b = ort.InferenceSession(low.SerializeToString())
+    n = spec.inputs[0].shape[-1]
+    for seed in range(2):
+        x = np.random.default_rng(seed).random((1, 3, n, n)).astype(np.float32)
+        for p, q in zip(a.run(None, {"image": x}), b.run(None, {"image": x})):
+            assert np.abs(p - q).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite")
+    res = build("attention_mesh", out, formats=["onnx", "tflite"], precisions=["fp32", "fp16"])
+    return out / "attention_mesh", res
+
+
+@pytest.mark.slow
+def test_tflite_artifacts_are_gpu_clean(built):
+    root, res = built
+    record = json.loads((root / "build.json").read_text())
+    tfl = [a for a in record["artifacts"] if a["format"] == "tflite"]
+    assert {a["precision"] for a in tfl} == {"fp32", "fp16"}
+    for a in tfl:
+        data = (root / a["path"]).read_bytes()
+        report = check_gpu_compatibility(data)
+        assert report.ok and report.flagged == [], report.summary()
+        ops = op_histogram(data)
+        assert not {"CUSTOM", "FlexDelegate", "LESS", "SELECT", "SELECT_V2", "GATHER_ND"} & set(ops), ops
+        assert a["gather_guards_removed"] == 24        # 3 crops × 4 corners × 2 column tables
+        assert a["gpu_check"]["ok"] is True
+        assert a["inputs"][0]["layout"] == "NHWC" and a["inputs"][0]["shape"] == [1, 192, 192, 3]
+
+
+@pytest.mark.slow
+def test_tflite_matches_pytorch_on_real_faces(built, attention_mesh, golden_batch):
+    root, _ = built
+    with torch.no_grad():
+        ref = {k: v.numpy() for k, v in attention_mesh(golden_batch).items()}
+    for precision in ("fp32", "fp16"):
+        data = (root / f"attention_mesh-{precision}.tflite").read_bytes()
+        for i in range(len(golden_batch)):
+            got = run_tflite(data, {"image": nhwc(golden_batch[i:i + 1].numpy())})
+            lm, want = got["landmarks"][0], ref["landmarks"][i]
+            assert set(got) == {o.name for o in modelzoo.get_spec("attention_mesh").outputs}
+            if precision == "fp32":
+                assert np.abs(lm - want).max() <= 1e-3
+            iod = np.linalg.norm(want[IOD[0], :2] - want[IOD[1], :2])
+            assert 100 * np.linalg.norm(lm[:, :2] - want[:, :2], axis=-1).mean() / iod <= 0.05
+            assert abs(got["face_flag"][0, 0] - ref["face_flag"][i, 0]) <= 1e-4
+
+
+@pytest.mark.slow
+def test_no_change_rebuild_is_fast(built):
+    root, _ = built
+    res = build("attention_mesh", root.parent, formats=["onnx", "tflite"], precisions=["fp32", "fp16"])
+    assert res.built == [] and len(res.skipped) == 3
+
+
+def test_corrupt_onnx_input_is_refused(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    spec = modelzoo.get_spec("attention_mesh_paper")
+    with pytest.raises(ConversionError, match="not a valid ONNX model"):
+        get_step("onnx->tflite")(bad, modelzoo.load_model("attention_mesh_paper"), spec,
+                                 {"fp32": tmp_path / "out" / "m.tflite"})
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unsupported_precision_is_refused(tmp_path):
+    spec = modelzoo.get_spec("attention_mesh_paper")
+    with pytest.raises(ConversionError, match="unsupported TFLite precision"):
+        get_step("onnx->tflite")(tmp_path / "x.onnx", modelzoo.load_model("attention_mesh_paper"), spec,
+                                 {"int4": tmp_path / "m.tflite"})
