@@ -30,6 +30,8 @@ PLAN: dict[tuple[str, str], Node] = {
     ("onnx", "fp32"): Node("torch->onnx", ".onnx"),
     ("tflite", "fp32"): Node("onnx->tflite", "-fp32.tflite", (("onnx", "fp32"),)),
     ("tflite", "fp16"): Node("onnx->tflite", "-fp16.tflite", (("onnx", "fp32"),)),
+    ("coreml", "fp32"): Node("torch->coreml", "-fp32.mlpackage"),
+    ("coreml", "fp16"): Node("torch->coreml", "-fp16.mlpackage"),
 }
 
 
@@ -155,6 +157,8 @@ def _run_step(step: str, model: torch.nn.Module, spec, root: Path, outs: dict[tu
         onnx_path = root / done[("onnx", "fp32")]["path"]
         arts = fn(onnx_path, model, spec, {t[1]: p for t, p in outs.items()})
         return arts
+    if step == "torch->coreml":
+        return fn(model, spec, {t[1]: p for t, p in outs.items()})
     raise ConversionError("build", f"no runner for step {step}")
 
 

@@ -26,8 +26,9 @@ class SamePadConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel_size
         sh, sw = self.stride
-        top, bottom = tf_same_pad(x.shape[-2], kh, sh)
-        left, right = tf_same_pad(x.shape[-1], kw, sw)
+        # Static sizes (int) so exporters see constant pads, not shape arithmetic.
+        top, bottom = tf_same_pad(int(x.shape[-2]), kh, sh)
+        left, right = tf_same_pad(int(x.shape[-1]), kw, sw)
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
@@ -110,12 +111,12 @@ def crop_affine(
     rx_, ry_ = _cols(flat, [right_idx * d]), _cols(flat, [right_idx * d + 1])
     dx, dy = rx_ - lx, ry_ - ly
     norm = torch.sqrt(dx * dx + dy * dy)
-    inv = 1.0 / torch.clamp(norm, min=1e-4)
+    safe = torch.clamp(norm, min=1e-4)
     # Coincident points: atan2(0, 0) = 0, i.e. cos θ = 1. `degenerate` is 1 there, else 0
     # (norm ≥ 1/60000 → 1 after the clamp; fine for any real landmark spacing).
     degenerate = 1.0 - torch.clamp(norm * 60000.0, 0.0, 1.0)
-    cos_t = dx * inv + degenerate
-    sin_t = dy * inv
+    cos_t = dx / safe + degenerate
+    sin_t = dy / safe
     ct, st = math.cos(target_rotation), math.sin(target_rotation)
     # Angle the crop is rotated by, φ = θ − target (MediaPipe's −rotation).
     c = cos_t * ct + sin_t * st                                                      # (N,1)
@@ -188,7 +189,7 @@ def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int
     rule); inside, neighbours beyond the border read as zero. `grid_sample` with
     align_corners=True times an in-bounds mask reproduces that exactly.
     """
-    H, W = features.shape[-2:]
+    H, W = int(features.shape[-2]), int(features.shape[-1])
     h, w = crop_hw
     x, y = sample_grid(matrix, crop_hw)                                             # (N,h·w) each
     mask = (inside_mask(x, W) * inside_mask(y, H)).reshape(-1, 1, h, w)

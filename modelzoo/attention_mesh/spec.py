@@ -52,5 +52,5 @@ def spec() -> ModelSpec:
         min_onnx_opset=16,
         config={"input_size": cfg.input_size, "feature_size": cfg.feature_size, "crop_size": cfg.crop_size,
                 "iris_split": cfg.crop_size // 4,
-                "onnx_required_ops": ("GridSample",)},
+                "onnx_required_ops": ("GridSample",), "coreml_required_ops": ("resample",)},
     )

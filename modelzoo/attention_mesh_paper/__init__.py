@@ -25,7 +25,7 @@ def spec() -> ModelSpec:
         min_onnx_opset=16,
         config={"input_size": CONFIG.input_size, "feature_size": CONFIG.feature_size,
                 "crop_size": CONFIG.crop_size, "iris_split": CONFIG.crop_size // 4,
-                "onnx_required_ops": ("GridSample",)},
+                "onnx_required_ops": ("GridSample",), "coreml_required_ops": ("resample",)},
     )
 
 

@@ -1,0 +1,323 @@
+"""A NumPy reference evaluator for Core ML MIL programs, so Core ML artifacts can be checked on
+any OS (Core ML's own `predict` runs only on macOS).
+
+The .mlpackage is loaded back into a MIL program (coremltools' milproto loader, weights as NumPy
+constants) and evaluated op by op. Each supported op follows its definition in coremltools'
+MIL op reference; an op outside the set raises UnsupportedMILOpError naming it. fp16 values are
+stored as float16 after every op (arithmetic in float32), as an fp16 program stores them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from modelzoo.errors import MeshportError
+
+
+class UnsupportedMILOpError(MeshportError):
+    """The program contains an op the reference evaluator does not implement."""
+
+
+OpFn = Callable[[dict[str, Any]], Any]
+OPS: dict[str, OpFn] = {}
+
+
+def op(name: str) -> Callable[[OpFn], OpFn]:
+    def wrap(fn: OpFn) -> OpFn:
+        if name in OPS:
+            raise ValueError(f"MIL op {name!r} registered twice")
+        OPS[name] = fn
+        return fn
+    return wrap
+
+
+def _f(x: Any) -> np.ndarray:
+    return np.asarray(x)
+
+
+# -- elementwise -------------------------------------------------------------------------------
+for _name, _fn in {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide,
+                   "maximum": np.maximum, "minimum": np.minimum, "pow": np.power}.items():
+    op(_name)(lambda a, _fn=_fn: _fn(_f(a["x"]), _f(a["y"])))
+
+for _name, _fn in {"floor": np.floor, "ceil": np.ceil, "sqrt": np.sqrt, "abs": np.abs, "exp": np.exp,
+                   "relu": lambda x: np.maximum(x, 0)}.items():
+    op(_name)(lambda a, _fn=_fn: _fn(_f(a["x"])))
+
+
+@op("inverse")
+def _inverse(a):  # y = 1 / (x + epsilon), epsilon defaults to 1e-4
+    return 1.0 / (_f(a["x"]) + a.get("epsilon", 1e-4))
+
+
+@op("sigmoid")
+def _sigmoid(a):
+    x = _f(a["x"]).astype(np.float64)
+    return (1.0 / (1.0 + np.exp(-x))).astype(_f(a["x"]).dtype)
+
+
+@op("clip")
+def _clip(a):
+    return np.minimum(np.maximum(_f(a["x"]), a["alpha"]), a["beta"])
+
+
+@op("prelu")
+def _prelu(a):
+    x, alpha = _f(a["x"]), _f(a["alpha"])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return np.where(x >= 0, x, x * alpha.reshape(shape))
+
+
+@op("cast")
+def _cast(a):
+    return _f(a["x"]).astype({"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": bool}[a["dtype"]])
+
+
+# -- shape -------------------------------------------------------------------------------------
+@op("reshape")
+def _reshape(a):
+    return _f(a["x"]).reshape([int(s) for s in _f(a["shape"])])
+
+
+@op("transpose")
+def _transpose(a):
+    return np.transpose(_f(a["x"]), [int(p) for p in _f(a["perm"])])
+
+
+@op("concat")
+def _concat(a):
+    if a.get("interleave", False):
+        raise UnsupportedMILOpError("concat with interleave=True")
+    return np.concatenate([_f(v) for v in a["values"]], axis=int(a["axis"]))
+
+
+@op("stack")
+def _stack(a):
+    return np.stack([_f(v) for v in a["values"]], axis=int(a["axis"]))
+
+
+@op("gather")
+def _gather(a):
+    if int(a.get("batch_dims", 0)) != 0:
+        raise UnsupportedMILOpError("gather with batch_dims != 0")
+    x, idx = _f(a["x"]), _f(a["indices"]).astype(np.int64)
+    axis = int(a.get("axis", 0))
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    return np.take(x, idx, axis=axis)
+
+
+@op("slice_by_index")
+def _slice_by_index(a):
+    x = _f(a["x"])
+    begin, end = _f(a["begin"]).astype(int), _f(a["end"]).astype(int)
+    stride = _f(a["stride"]).astype(int) if a.get("stride") is not None else np.ones(x.ndim, int)
+    bm = a.get("begin_mask") if a.get("begin_mask") is not None else [False] * x.ndim
+    em = a.get("end_mask") if a.get("end_mask") is not None else [False] * x.ndim
+    sm = a.get("squeeze_mask") if a.get("squeeze_mask") is not None else [False] * x.ndim
+    sl = tuple(slice(None if bm[i] else begin[i], None if em[i] else end[i], stride[i]) for i in range(x.ndim))
+    out = x[sl]
+    return out.squeeze(axis=tuple(i for i in range(x.ndim) if sm[i])) if any(sm) else out
+
+
+def _reduce(fn):
+    def impl(a):
+        axes = a.get("axes")
+        axes = None if axes is None else tuple(int(v) for v in _f(axes).reshape(-1))
+        return fn(_f(a["x"]), axis=axes, keepdims=bool(a.get("keep_dims", False)))
+    return impl
+
+
+op("reduce_min")(_reduce(np.min))
+op("reduce_max")(_reduce(np.max))
+op("reduce_mean")(_reduce(np.mean))
+op("reduce_sum")(_reduce(np.sum))
+
+
+# -- spatial -----------------------------------------------------------------------------------
+def _spatial_pads(a, in_hw, kernel, strides, dilations) -> list[tuple[int, int]]:
+    kind = a.get("pad_type", "valid")
+    if kind == "custom":
+        p = [int(v) for v in _f(a["pad"])]
+        return [(p[0], p[1]), (p[2], p[3])]
+    if kind == "valid":
+        return [(0, 0), (0, 0)]
+    pads = []
+    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        pads.append((big, small) if kind == "same_lower" else (small, big))
+    return pads
+
+
+@op("pad")
+def _pad(a):
+    x = _f(a["x"])
+    p = [int(v) for v in _f(a["pad"])]
+    mode = a.get("mode", "constant")
+    width = [(0, 0)] * (x.ndim - len(p) // 2) + [(p[2 * i], p[2 * i + 1]) for i in range(len(p) // 2)]
+    if mode == "constant":
+        return np.pad(x, width, mode="constant", constant_values=a.get("constant_val", 0.0))
+    return np.pad(x, width, mode={"reflect": "reflect", "replicate": "edge"}[mode])
+
+
+@op("conv")
+def _conv(a):
+    x, w = _f(a["x"]).astype(np.float32), _f(a["weight"]).astype(np.float32)
+    n, c, h, wd = x.shape
+    cout, cin_g, kh, kw = w.shape
+    groups = int(a.get("groups", 1))
+    strides = [int(v) for v in _f(a["strides"])] if a.get("strides") is not None else [1, 1]
+    dil = [int(v) for v in _f(a["dilations"])] if a.get("dilations") is not None else [1, 1]
+    (pt, pb), (pl, pr) = _spatial_pads(a, (h, wd), (kh, kw), strides, dil)
+    x = np.pad(x, [(0, 0), (0, 0), (pt, pb), (pl, pr)])
+    oh = (x.shape[2] - (kh - 1) * dil[0] - 1) // strides[0] + 1
+    ow = (x.shape[3] - (kw - 1) * dil[1] - 1) // strides[1] + 1
+    # Gather every kernel tap as a strided view: (N, C, kh, kw, oh, ow).
+    taps = np.empty((n, c, kh, kw, oh, ow), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dil[0], j * dil[1]
+            taps[:, :, i, j] = x[:, :, r0:r0 + strides[0] * (oh - 1) + 1:strides[0],
+                                 c0:c0 + strides[1] * (ow - 1) + 1:strides[1]]
+    out = np.empty((n, cout, oh, ow), np.float32)
+    og = cout // groups
+    for g in range(groups):
+        t = taps[:, g * cin_g:(g + 1) * cin_g]                      # (N, cin_g, kh, kw, oh, ow)
+        k = w[g * og:(g + 1) * og]                                  # (og, cin_g, kh, kw)
+        out[:, g * og:(g + 1) * og] = np.einsum("ncklhw,ockl->nohw", t, k, optimize=True)
+    if a.get("bias") is not None:
+        out += _f(a["bias"]).astype(np.float32).reshape(1, -1, 1, 1)
+    return out
+
+
+@op("max_pool")
+def _max_pool(a):
+    x = _f(a["x"])
+    kh, kw = [int(v) for v in _f(a["kernel_sizes"])]
+    sh, sw = [int(v) for v in _f(a["strides"])]
+    if a.get("ceil_mode", False):
+        raise UnsupportedMILOpError("max_pool with ceil_mode=True")
+    (pt, pb), (pl, pr) = _spatial_pads(a, x.shape[2:], (kh, kw), (sh, sw), (1, 1))
+    x = np.pad(x, [(0, 0), (0, 0), (pt, pb), (pl, pr)], constant_values=-np.inf)
+    oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    out = np.full(x.shape[:2] + (oh, ow), -np.inf, dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out = np.maximum(out, x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw])
+    return out
+
+
+@op("resample")
+def _resample(a):
+    """Bilinear resampling at `coordinates` (N, H_out, W_out, 2) of x (N, C, H, W)."""
+    x, coords = _f(a["x"]).astype(np.float32), _f(a["coordinates"]).astype(np.float32)
+    if a.get("sampling_mode", "bilinear") != "bilinear":
+        raise UnsupportedMILOpError(f"resample sampling_mode={a.get('sampling_mode')}")
+    mode = a.get("coordinates_mode", "normalized_minus_one_to_one")
+    pad_mode = a.get("padding_mode", "constant")
+    if pad_mode != "constant":
+        raise UnsupportedMILOpError(f"resample padding_mode={pad_mode}")
+    fill = float(a.get("padding_value", 0.0))
+    n, c, h, w = x.shape
+    gx, gy = coords[..., 0], coords[..., 1]
+    align = bool(a.get("align_corners", False))
+    if mode == "normalized_minus_one_to_one":
+        if align:
+            px, py = (gx + 1) * (w - 1) / 2, (gy + 1) * (h - 1) / 2
+        else:
+            px, py = ((gx + 1) * w - 1) / 2, ((gy + 1) * h - 1) / 2
+    elif mode == "unnormalized":
+        px, py = gx, gy
+    elif mode == "normalized_zero_to_one":
+        px, py = (gx * (w - 1), gy * (h - 1)) if align else (gx * w - 0.5, gy * h - 0.5)
+    else:
+        raise UnsupportedMILOpError(f"resample coordinates_mode={mode}")
+    x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    fx, fy = px - x0, py - y0
+    out = np.zeros((n, c) + gx.shape[1:], np.float32)
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            xc, yc = np.clip(xi, 0, w - 1), np.clip(yi, 0, h - 1)
+            for b in range(n):
+                vals = x[b][:, yc[b], xc[b]]                                    # (C, Ho, Wo)
+                vals = np.where(inside[b][None], vals, fill)
+                out[b] += vals * (wx[b] * wy[b])[None]
+    return out
+
+
+# -- program -----------------------------------------------------------------------------------
+class MILProgram:
+    """A loaded `main` function of an .mlpackage, ready to evaluate."""
+
+    def __init__(self, path: Path | str):
+        import coremltools as ct
+        from coremltools.converters.mil.frontend.milproto.load import load as milload
+
+        path = Path(path)
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+        prog = milload(spec, specification_version=spec.specificationVersion,
+                       file_weights_dir=str(path / "Data" / "com.apple.CoreML" / "weights"))
+        self.function = prog.functions["main"]
+        self.ops = list(self.function.operations)
+        self.input_names = list(self.function.inputs)
+        self.output_names = [v.name for v in self.function.outputs]
+        self.input_dtypes = {k: _np_dtype(v.dtype) for k, v in self.function.inputs.items()}
+        missing = sorted({o.op_type for o in self.ops} - set(OPS) - {"const"})
+        if missing:
+            raise UnsupportedMILOpError(f"{path.name}: MIL ops without a reference implementation: {missing}")
+
+    @property
+    def op_types(self) -> list[str]:
+        return sorted({o.op_type for o in self.ops})
+
+    def run(self, feeds: dict[str, np.ndarray], trace: bool = False) -> dict[str, np.ndarray]:
+        env: dict[str, Any] = {}
+        for name in self.input_names:
+            if name not in feeds:
+                raise KeyError(f"missing input {name!r}; inputs are {self.input_names}")
+            env[name] = np.asarray(feeds[name]).astype(self.input_dtypes[name])
+        for o in self.ops:
+            if o.op_type == "const":
+                val = o.outputs[0].val
+                env[o.outputs[0].name] = np.asarray(val) if not isinstance(val, (str, bool)) else val
+                continue
+            args = {k: _arg(v, env) for k, v in o.inputs.items()}
+            result = OPS[o.op_type](args)
+            outs = result if isinstance(result, tuple) else (result,)
+            for var, value in zip(o.outputs, outs):
+                value = np.asarray(value)
+                dt = _np_dtype(var.dtype)
+                if dt is not None and value.dtype != dt:
+                    value = value.astype(dt)
+                env[var.name] = value
+        return {name: env[name] for name in self.output_names} if not trace else dict(env)
+
+
+def _arg(v: Any, env: dict[str, Any]) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_arg(x, env) for x in v]
+    if v.name in env:
+        return env[v.name]
+    if v.val is not None:
+        return v.val
+    raise KeyError(f"MIL value {v.name!r} used before it is defined")
+
+
+def _np_dtype(t: Any):
+    from coremltools.converters.mil.mil import types
+    if t is None:
+        return None
+    try:
+        if types.is_tensor(t):
+            t = t.get_primitive()
+    except Exception:
+        pass
+    for mil_t, np_t in ((types.fp16, np.float16), (types.fp32, np.float32), (types.int32, np.int32),
+                        (types.bool, bool), (types.fp64, np.float64), (types.int64, np.int64)):
+        if t == mil_t:
+            return np_t
+    return None
