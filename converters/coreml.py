@@ -60,6 +60,7 @@ def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str
         _describe(mlmodel, spec)
         with atomic_output(out_path) as tmp:
             mlmodel.save(str(tmp))
+            _deterministic_manifest(tmp)
             program = MILProgram(tmp)
             for required in spec.config.get("coreml_required_ops", ()):
                 if required not in program.op_types:
@@ -77,6 +78,22 @@ def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str
             "seconds": round(time.perf_counter() - t0, 3), "quick_parity": parity,
             "mil_ops": program.op_types}).finalize())
     return artifacts
+
+
+def _deterministic_manifest(package: Path) -> None:
+    """coremltools names the package's items with random UUIDs (the only bytes that differ
+    between two saves); replace them with UUIDs derived from each item's path so that two
+    builds of the same model are byte-identical."""
+    import json
+    import uuid
+
+    path = package / "Manifest.json"
+    manifest = json.loads(path.read_text())
+    rename = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshport:{item['path']}"))
+              for old, item in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {rename[k]: v for k, v in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = rename[manifest["rootModelIdentifier"]]
+    path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n")
 
 
 def _fp16_op(op) -> bool:
