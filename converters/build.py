@@ -30,6 +30,7 @@ PLAN: dict[tuple[str, str], Node] = {
     ("onnx", "fp32"): Node("torch->onnx", ".onnx"),
     ("tflite", "fp32"): Node("onnx->tflite", "-fp32.tflite", (("onnx", "fp32"),)),
     ("tflite", "fp16"): Node("onnx->tflite", "-fp16.tflite", (("onnx", "fp32"),)),
+    ("tflite", "int8"): Node("onnx->tflite", "-int8.tflite", (("onnx", "fp32"),)),
     ("coreml", "fp32"): Node("torch->coreml", "-fp32.mlpackage"),
     ("coreml", "fp16"): Node("torch->coreml", "-fp16.mlpackage"),
 }

@@ -17,18 +17,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modelzoo.data import face_calibration_set
 from modelzoo.spec import ModelSpec
 
 from . import gate
 from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
-from .gpu_check import require_gpu_compatible
+from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample
 from .tflite_passes import op_histogram, rename_io, strip_gather_guards
 
 STEP = "onnx->tflite"
 # onnx2tf looks for this file in its working directory before downloading one.
 ONNX2TF_CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
-OUTPUTS = {"fp32": "float32", "fp16": "float16"}
+# precision → onnx2tf output variants to try, in order of preference. int8: full integer
+# quantisation calibrated on real face crops first; int8 weights with float activations
+# (dynamic range) when the calibrated one fails the GPU check or the parity gate.
+VARIANTS = {"fp32": ("float32",), "fp16": ("float16",), "int8": ("integer_quant", "dynamic_range_quant")}
 
 
 def run_tflite(model: bytes | Path, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
@@ -37,8 +41,14 @@ def run_tflite(model: bytes | Path, feed: dict[str, np.ndarray], threads: int = 
     kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
     it = Interpreter(num_threads=threads, **kw)
     it.allocate_tensors()
-    for d in it.get_input_details():
-        it.set_tensor(d["index"], feed[d["name"]])
+    details = it.get_input_details()
+    for d in details:
+        if d["name"] in feed:
+            it.set_tensor(d["index"], feed[d["name"]])
+        elif len(details) == 1 and len(feed) == 1:  # converters may decorate a lone input's name
+            it.set_tensor(d["index"], next(iter(feed.values())))
+        else:
+            raise KeyError(f"no feed for input {d['name']!r}; feeds: {sorted(feed)}")
     it.invoke()
     return {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
 
@@ -47,22 +57,25 @@ def nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
-def _onnx2tf(onnx_path: Path, workdir: Path) -> dict[str, Path]:
-    rng = np.random.default_rng(0)
-    np.save(workdir / ONNX2TF_CALIBRATION, rng.random((20, 128, 128, 3), dtype=np.float32))
+def _onnx2tf(onnx_path: Path, workdir: Path, spec: ModelSpec, quantize: bool) -> Path:
+    (inp,) = spec.inputs
+    size = int(inp.shape[-1])
+    np.save(workdir / ONNX2TF_CALIBRATION, face_calibration_set(128, 20))
+    args = ["-i", onnx_path.name, "-o", "tf", "-n"]
+    if quantize:
+        np.save(workdir / "calibration.npy", face_calibration_set(size, 20))
+        zeros, ones = "[[[[0.0,0.0,0.0]]]]", "[[[[1.0,1.0,1.0]]]]"  # inputs are already in [0,1]
+        args += ["-oiqt", "-qt", "per-channel", "-cind", inp.name, "calibration.npy", zeros, ones]
     bindir = os.path.dirname(sys.executable)
     exe = shutil.which("onnx2tf", path=bindir) or shutil.which("onnx2tf")
     if exe is None:
         raise ConversionError(STEP, "onnx2tf is not installed in this environment")
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([exe, "-i", onnx_path.name, "-o", "tf", "-n"], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    stem = onnx_path.stem
-    outs = {p: workdir / "tf" / f"{stem}_{suffix}.tflite" for p, suffix in OUTPUTS.items()}
-    if proc.returncode != 0 or not all(p.exists() for p in outs.values()):
+    proc = subprocess.run([exe, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0 or not (workdir / "tf" / f"{onnx_path.stem}_float32.tflite").exists():
         lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         raise ConversionError(STEP, "onnx2tf failed: " + (lines[-1] if lines else f"exit {proc.returncode}"))
-    return outs
+    return workdir / "tf"
 
 
 @register_step(STEP)
@@ -72,9 +85,9 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
     import onnx
     from onnxsim import simplify
 
-    unknown = sorted(set(out_paths) - set(OUTPUTS))
+    unknown = sorted(set(out_paths) - set(VARIANTS))
     if unknown:
-        raise ConversionError(STEP, f"unsupported TFLite precision(s) {unknown}; supported: {sorted(OUTPUTS)}")
+        raise ConversionError(STEP, f"unsupported TFLite precision(s) {unknown}; supported: {sorted(VARIANTS)}")
     try:
         proto = onnx.load(str(onnx_path))
         onnx.checker.check_model(proto)
@@ -83,8 +96,6 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
     t0 = time.perf_counter()
     feeds = gate.gate_inputs(spec)
     refs = {k: gate.torch_reference(model, v) for k, v in feeds.items()}
-    in_name = spec.inputs[0].name
-    out_names = [o.name for o in spec.outputs]
     with tempfile.TemporaryDirectory(prefix="meshport-tflite-") as tmp:
         work = Path(tmp)
         simplified, ok = simplify(proto)
@@ -93,30 +104,55 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
         lowered = lower_gridsample(simplified)
         lowered_path = work / f"{spec.id}.onnx"
         onnx.save(lowered, str(lowered_path))
-        produced = _onnx2tf(lowered_path, work)
+        produced = _onnx2tf(lowered_path, work, spec, quantize="int8" in out_paths)
         artifacts = []
         for precision, out_path in out_paths.items():
-            raw = produced[precision].read_bytes()
-            stripped, n_guards = strip_gather_guards(raw)
-            probe = nhwc(gate.seeded_input(spec, seed=1))
-            before = run_tflite(raw, {in_name: probe})
-            after = run_tflite(stripped, {in_name: probe})
-            if any(not np.array_equal(a, b) for a, b in zip(before.values(), after.values())):
-                raise ConversionError(STEP, "removing the gather guards changed the outputs")
-            final = rename_io(stripped, [in_name], out_names)
-            with atomic_output(out_path) as tmp_out:
-                tmp_out.write_bytes(final)
-                gots = {}
-                for feed, x in feeds.items():
-                    got = run_tflite(tmp_out, {in_name: nhwc(x)})
-                    gots[feed] = {k: v.reshape(refs[feed][k].shape) for k, v in got.items()}
-                parity = gate.check(STEP, spec, "tflite", precision, refs, gots)
-                gpu = _gpu_report(tmp_out, require_gpu)
-            artifacts.append(Artifact(out_path, "tflite", precision, _io(spec, "NHWC"), _io(spec, None), record={
-                "step": STEP, "options": {"require_gpu": require_gpu, "lowering": "gridsample→4×GATHER(int32)"},
-                "seconds": round(time.perf_counter() - t0, 3), "quick_parity": parity,
-                "gather_guards_removed": n_guards, "op_counts": op_histogram(final), "gpu_check": gpu}).finalize())
+            rejected: list[dict] = []
+            for variant in VARIANTS[precision]:
+                try:
+                    art = _finish(produced / f"{lowered_path.stem}_{variant}.tflite", spec, precision, out_path,
+                                  feeds, refs, require_gpu)
+                except (ConversionError, GpuCompatibilityError) as exc:
+                    if variant == VARIANTS[precision][-1]:
+                        if rejected:
+                            raise ConversionError(STEP, f"no {precision} variant passes: " + "; ".join(
+                                f"{r['variant']}: {r['reason']}" for r in rejected) + f"; {variant}: {exc}") from exc
+                        raise
+                    rejected.append({"variant": variant, "reason": str(exc).splitlines()[0][:300]})
+                    continue
+                art.record.update({"variant": variant, "rejected_variants": rejected,
+                                   "seconds": round(time.perf_counter() - t0, 3)})
+                artifacts.append(art)
+                break
     return artifacts
+
+
+def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: dict, refs: dict,
+            require_gpu: bool) -> Artifact:
+    """Guard stripping (verified), spec names, parity gate and GPU check of one onnx2tf output."""
+    in_name = spec.inputs[0].name
+    if not path.exists():
+        raise ConversionError(STEP, f"onnx2tf produced no {path.name}")
+    raw = path.read_bytes()
+    stripped, n_guards = strip_gather_guards(raw)
+    probe = nhwc(gate.seeded_input(spec, seed=1))
+    before, after = run_tflite(raw, {in_name: probe}), run_tflite(stripped, {in_name: probe})
+    if any(not np.array_equal(before[k], after[k]) for k in before):
+        raise ConversionError(STEP, "removing the gather guards changed the outputs")
+    final = rename_io(stripped, [in_name], [o.name for o in spec.outputs])
+    with atomic_output(out_path) as tmp_out:
+        tmp_out.write_bytes(final)
+        gpu = _gpu_report(tmp_out, require_gpu)
+        gots = {}
+        for feed, x in feeds.items():
+            got = run_tflite(tmp_out, {in_name: nhwc(x)})
+            gots[feed] = {k: v.reshape(refs[feed][k].shape) for k, v in got.items()}
+        parity = gate.check(STEP, spec, "tflite", precision, refs, gots)
+    return Artifact(out_path, "tflite", precision, _io(spec, "NHWC"), _io(spec, None), record={
+        "step": STEP, "options": {"require_gpu": require_gpu,
+                                  "lowering": "GridSample → 1-D int32 GATHERs, fp16-exact float index math"},
+        "quick_parity": parity, "gather_guards_removed": n_guards, "op_counts": op_histogram(final),
+        "gpu_check": gpu}).finalize()
 
 
 def _io(spec: ModelSpec, image_layout: str | None) -> tuple[IOSpec, ...]:

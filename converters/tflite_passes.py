@@ -9,6 +9,8 @@ Callers verify numerically that the model computes the same before and after.
 `rename_io`: give inputs/outputs (tensors and signature) the names of the model spec."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .base import ConversionError
@@ -104,10 +106,28 @@ def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:
     if len(sg.inputs) != len(inputs) or len(sg.outputs) != len(outputs):
         raise ConversionError(STEP, f"model has {len(sg.inputs)} inputs/{len(sg.outputs)} outputs, "
                                     f"spec declares {len(inputs)}/{len(outputs)}")
-    old = {}
-    for t, name in zip(list(sg.inputs) + list(sg.outputs), inputs + outputs):
-        old[sg.tensors[int(t)].name] = name.encode()
+    for t, name in zip(sg.inputs, inputs):
         sg.tensors[int(t)].name = name.encode()
+    # The k-th ONNX output is the signature's "output_k", or a tensor named "Identity_k"
+    # ("Identity" for k=0) or "StatefulPartitionedCall:k"; quantised variants list the graph
+    # outputs in another order, so names, not positions, decide.
+    order: dict[int, int] = {}
+    for sig in model.signatureDefs or []:
+        for tm in sig.outputs or []:
+            m = re.fullmatch(rb"output_(\d+)", tm.name or b"")
+            if m:
+                order[int(tm.tensorIndex)] = int(m.group(1))
+    for pos, t in enumerate(sg.outputs):
+        tensor = sg.tensors[int(t)]
+        m = re.fullmatch(rb"Identity(?:_(\d+))?|StatefulPartitionedCall:(\d+)", tensor.name or b"")
+        k = order.get(int(t))
+        if k is None and m:
+            k = int(m.group(1) or m.group(2) or 0)
+        if k is None:
+            k = pos
+        if k >= len(outputs):
+            raise ConversionError(STEP, f"output {tensor.name!r} has no spec name")
+        tensor.name = outputs[k].encode()
     for sig in model.signatureDefs or []:
         for tm in list(sig.inputs or []) + list(sig.outputs or []):
             idx = int(tm.tensorIndex)
