@@ -18,6 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: venv
 	$(BIN)/meshport models
+	$(BIN)/meshport build attention_mesh --out $(OUT)
 	$(BIN)/meshport predict attention_mesh -o $(OUT)/attention_mesh/sample_overlay.png --json $(OUT)/attention_mesh/sample_landmarks.json
 
 test: venv

@@ -63,9 +63,11 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, precisions: list[str] | None = None,
-          cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> BuildResult:
+          cache_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+          require_gpu: bool = True) -> BuildResult:
     """Build every requested enabled target of `model_id`. Unknown models, unsupported or disabled
-    format/precision pairs raise before anything is written."""
+    format/precision pairs raise before anything is written. TFLite artifacts must pass the
+    GPU-delegate check unless `require_gpu` is False (the opt-out)."""
     spec = modelzoo.get_spec(model_id)
     say = progress or (lambda msg: None)
     wanted = [(f, p) for f, p in spec.targets
@@ -87,7 +89,8 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     versions = tool_versions()
     previous = _load_record(root / "build.json")
     result = BuildResult(model_id, root)
-    base_key = {"spec": spec.sha256(), "weights": weights_digest(model), "tools": versions}
+    base_key = {"spec": spec.sha256(), "weights": weights_digest(model), "tools": versions,
+                "require_gpu": require_gpu}
     needed = _closure(wanted)
     done: dict[tuple[str, str], dict] = {}
     for step, targets in _groups(needed):
@@ -108,7 +111,7 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
         if not stale:
             continue
         say(f"{', '.join(entries[t][0] for t in stale)}: {step} …")
-        arts = _run_step(step, model, spec, root, {t: root / entries[t][0] for t in stale}, done)
+        arts = _run_step(step, model, spec, root, {t: root / entries[t][0] for t in stale}, done, require_gpu)
         for t, art in zip(stale, arts):
             name, key = entries[t]
             done[t] = {**art.to_json(root), "cache_key": key}
@@ -149,15 +152,14 @@ def _up_to_date(path: Path, old: dict | None, key: str) -> bool:
 
 
 def _run_step(step: str, model: torch.nn.Module, spec, root: Path, outs: dict[tuple[str, str], Path],
-              done: dict[tuple[str, str], dict]) -> list:
+              done: dict[tuple[str, str], dict], require_gpu: bool) -> list:
     fn = get_step(step)
     if step == "torch->onnx":
         ((_, path),) = outs.items()
         return [fn(model, spec, path)]
     if step == "onnx->tflite":
         onnx_path = root / done[("onnx", "fp32")]["path"]
-        arts = fn(onnx_path, model, spec, {t[1]: p for t, p in outs.items()})
-        return arts
+        return fn(onnx_path, model, spec, {t[1]: p for t, p in outs.items()}, require_gpu=require_gpu)
     if step == "torch->coreml":
         return fn(model, spec, {t[1]: p for t, p in outs.items()})
     raise ConversionError("build", f"no runner for step {step}")

@@ -19,8 +19,19 @@ STEP = "tflite-passes"
 
 
 def _load(buf: bytes):
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fbu
-    return fbu.read_model_from_bytearray(bytearray(buf))
+    if len(buf) < 8 or not schema.Model.ModelBufferHasIdentifier(bytes(buf[:8]), 0):
+        raise ConversionError(STEP, "input is not a TFLite flatbuffer (missing TFL3 identifier)")
+    try:
+        model = fbu.read_model_from_bytearray(bytearray(buf))
+        if not model.subgraphs:
+            raise ValueError("no subgraph")
+        return model
+    except ConversionError:
+        raise
+    except Exception as exc:  # truncated or tampered buffers fail in many ways
+        raise ConversionError(STEP, f"input is not a readable TFLite model ({type(exc).__name__}: {exc})") from exc
 
 
 def _save(model) -> bytes:

@@ -59,7 +59,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from converters.build import build, progress_to_stderr
 
     res = build(args.model, args.out, formats=_split(args.formats), precisions=_split(args.precisions),
-                cache_dir=args.cache_dir, progress=None if args.json else progress_to_stderr)
+                cache_dir=args.cache_dir, progress=None if args.json else progress_to_stderr,
+                require_gpu=not args.allow_gpu_fallback)
     if args.json:
         print(json.dumps({"model": res.model, "build_record": str(res.record_path), "built": res.built,
                           "up_to_date": res.skipped, "seconds": round(res.seconds, 3)}, indent=2))
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--formats", help="comma-separated formats (default: every enabled one)")
     b.add_argument("--precisions", help="comma-separated precisions (default: every enabled one)")
     b.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory")
+    b.add_argument("--allow-gpu-fallback", action="store_true",
+                   help="accept TFLite ops the GPU delegate would run on the CPU (default: fail the build)")
     b.add_argument("--json", action="store_true", help="print a JSON summary")
     b.set_defaults(func=_cmd_build)
 

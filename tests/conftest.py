@@ -25,3 +25,12 @@ def golden_batch(golden) -> torch.Tensor:
 def attention_mesh():
     import modelzoo
     return modelzoo.load_model("attention_mesh", pretrained=True)
+
+
+@pytest.fixture(scope="session")
+def full_build(tmp_path_factory):
+    """One cold build of the real model through every format (the slow end-to-end fixture)."""
+    from converters.build import build
+    out = tmp_path_factory.mktemp("full_build")
+    result = build("attention_mesh", out)
+    return out / "attention_mesh", result

@@ -68,3 +68,27 @@ def test_corrupt_image_is_a_clear_error(tmp_path):
     r = meshport("predict", "attention_mesh", str(bad), "-o", str(tmp_path / "o.png"))
     assert r.returncode == 2 and "cannot read image" in r.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_build_writes_the_record_and_caches(tmp_path):
+    r = meshport("build", "attention_mesh_paper", "--out", str(tmp_path), "--formats", "onnx", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["built"] == ["attention_mesh_paper.onnx"]
+    record = json.loads((tmp_path / "attention_mesh_paper" / "build.json").read_text())
+    assert record["artifacts"][0]["format"] == "onnx"
+    again = json.loads(meshport("build", "attention_mesh_paper", "--out", str(tmp_path), "--formats", "onnx",
+                                "--json").stdout)
+    assert again["up_to_date"] == ["attention_mesh_paper.onnx"] and again["built"] == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (("build", "nope_model", "--out", "x"), "unknown model 'nope_model'"),
+    (("build", "attention_mesh", "--out", "x", "--formats", "onnx", "--precisions", "int8"), "nothing to build"),
+    (("build", "attention_mesh", "--out", "x", "--formats", "tensorrt"), "no enabled tensorrt target"),
+])
+def test_build_bad_input_exits_with_one_line(tmp_path, args, message):
+    args = tuple(str(tmp_path / a) if a == "x" else a for a in args)
+    r = meshport(*args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.rglob("*.onnx"))

@@ -85,7 +85,7 @@ def _files(root: Path) -> list[Path]:
 
 @pytest.mark.parametrize("call, error", [
     (lambda out: build("no_such_model", out), UnknownModelError),
-    (lambda out: build("attention_mesh", out, formats=["tflite"], precisions=["int8"]), ConversionError),
+    (lambda out: build("attention_mesh", out, formats=["coreml"], precisions=["int8"]), ConversionError),
     (lambda out: build("attention_mesh", out, formats=["pytorch"]), ConversionError),
     (lambda out: build("attention_mesh", out, formats=["onnx"], precisions=["int8"]), ConversionError),
 ])
