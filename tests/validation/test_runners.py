@@ -1,0 +1,103 @@
+"""One contract test for every runner, parametrised over the registry."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import modelzoo
+from modelzoo.data import sample_face
+from validation.runners import (RUNNERS, InputMismatchError, OutputError, RunnerError, RunnerUnavailable, get_runner,
+                                runner_for)
+
+SPEC = modelzoo.get_spec("attention_mesh")
+
+
+def _entry(root, fmt, precision="fp32"):
+    record = json.loads((root / "build.json").read_text())
+    return next(a for a in record["artifacts"] if a["format"] == fmt and a["precision"] == precision)
+
+
+def _make(name, root):
+    cls = get_runner(name)
+    if cls.format == "pytorch":
+        return cls(SPEC)
+    return runner_for(name, SPEC, root, _entry(root, cls.format))
+
+
+@pytest.fixture(scope="module")
+def face():
+    return {"image": sample_face(192)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RUNNERS))
+def test_runner_contract(name, full_build, face):
+    root, _ = full_build
+    runner = _make(name, root)
+    avail = runner.is_available()
+    if not avail.ok:
+        assert avail.reason  # says why, e.g. Core ML predict off macOS
+        with pytest.raises(RunnerUnavailable, match=name):
+            runner.load()
+        return
+    with runner as r:
+        out = r.infer(face)
+        assert list(out) == [o.name for o in SPEC.outputs]
+        for o in SPEC.outputs:
+            assert out[o.name].shape == tuple(1 if d is None else d for d in o.shape)
+            assert out[o.name].dtype == np.float32 and np.isfinite(out[o.name]).all()
+        assert r.last_inference_ms and r.last_inference_ms > 0
+        with pytest.raises(InputMismatchError, match="feeds"):
+            r.infer({"pixels": face["image"]})
+        with pytest.raises(InputMismatchError, match="shape"):
+            r.infer({"image": face["image"].transpose(0, 2, 3, 1)})
+        with pytest.raises(InputMismatchError, match="float64"):
+            r.infer({"image": face["image"].astype(np.float64)})
+    assert not runner._loaded
+
+
+@pytest.mark.slow
+def test_runners_agree_on_a_real_face(full_build, face):
+    root, _ = full_build
+    ref = _make("pytorch", root).infer(face)["landmarks"]
+    for name in ("onnxruntime", "tflite", "tflite-ref", "mil"):
+        got = _make(name, root).infer(face)["landmarks"]
+        assert np.abs(got - ref).max() < 1e-3, name
+
+
+def test_coreml_predict_says_why_it_is_unavailable_off_macos():
+    import platform
+    avail = get_runner("coreml").is_available()
+    assert avail.ok == (platform.system() == "Darwin")
+    if not avail.ok:
+        assert "macOS" in avail.reason and "mil" in avail.reason
+
+
+def test_missing_and_corrupt_artifacts(tmp_path):
+    with pytest.raises(RunnerError, match="not found"):
+        get_runner("onnxruntime")(SPEC, tmp_path / "nope.onnx").load()
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(RunnerError, match="cannot load"):
+        get_runner("tflite")(SPEC, bad, input_layout="NHWC").load()
+
+
+@pytest.mark.slow
+def test_layouts_come_from_the_declaration(full_build, face):
+    root, _ = full_build
+    entry = _entry(root, "tflite")
+    wrong = get_runner("tflite")(SPEC, root / entry["path"], input_layout="NCHW")  # declared wrongly
+    with pytest.raises(RunnerError, match="declared layout NCHW"):
+        wrong.infer(face)
+
+
+@pytest.mark.slow
+def test_nan_outputs_are_a_typed_error(full_build, face):
+    root, _ = full_build
+    r = _make("onnxruntime", root)
+    bad = face["image"].copy()
+    bad[0, 0, 10, 10] = np.nan
+    with pytest.raises(OutputError, match="NaN"):
+        r.infer({"image": bad})
