@@ -100,11 +100,13 @@ def _fp16_op(op) -> bool:
     """Mixed precision for fp16 programs: feature maps (rank-4 tensors: convolutions, PReLU,
     pooling, residual adds) run in fp16; the geometry — landmarks, crop matrices, sampling
     coordinates and the resample itself — stays fp32, where fp16's 1/32-px resolution at 32–64 px
-    would move the crops (measured: mean lips error 0.27% IOD all-fp16 vs DESIGN's 0.05%)."""
+    would move the crops (measured: mean lips error 0.27% IOD all-fp16 vs DESIGN's 0.05%), and
+    so do the heads' 1×1 outputs."""
     if op.op_type == "resample":
         return False
     outs = [v for v in op.outputs if v.shape is not None]
-    return bool(outs) and all(len(v.shape) == 4 for v in outs)
+    # Heads (1×1 outputs holding coordinates) stay fp32 too: fp16 would round a 0–64 px value to 1/32.
+    return bool(outs) and all(len(v.shape) == 4 and tuple(v.shape[-2:]) != (1, 1) for v in outs)
 
 
 def _describe(mlmodel, spec: ModelSpec) -> None:

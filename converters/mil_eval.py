@@ -69,6 +69,12 @@ def _prelu(a):
     return np.where(x >= 0, x, x * alpha.reshape(shape))
 
 
+@op("leaky_relu")
+def _leaky_relu(a):
+    x = _f(a["x"])
+    return np.where(x >= 0, x, x * a.get("alpha", 0.01))
+
+
 @op("cast")
 def _cast(a):
     return _f(a["x"]).astype({"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": bool}[a["dtype"]])

@@ -71,6 +71,40 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from converters.build import progress_to_stderr
+    from validation.validate import require_passed, validate
+
+    v = validate(args.model, args.build, progress=None if args.json else progress_to_stderr)
+    root = v.root
+    if args.json:
+        print(json.dumps({"model": v.model, "passed": v.passed, "parity": str(root / "parity.json"),
+                          "report": str(root / "report.html"), "edges": len(v.edges),
+                          "failed_edges": sum(not e.passed for e in v.edges), "errors": v.errors}, indent=2))
+    else:
+        _print_parity_summary(v)
+        print(f"parity: {root / 'parity.json'}\nreport: {root / 'report.html'}")
+    require_passed(v)
+    return 0
+
+
+def _print_parity_summary(v) -> None:
+    """Worst error per candidate over all inputs: max px and mean % IOD (faces)."""
+    worst: dict[str, dict] = {}
+    for e in v.edges:
+        if e.reference != "pytorch":
+            continue
+        lm = next((o for o in e.outputs if o.name == "landmarks"), None)
+        w = worst.setdefault(e.candidate, {"max_px": 0.0, "iod": 0.0, "passed": True})
+        w["passed"] &= e.passed
+        if lm and lm.landmarks:
+            w["max_px"] = max(w["max_px"], lm.landmarks["all"]["max_px"])
+            w["iod"] = max(w["iod"], lm.landmarks["all"]["mean_iod_pct"] or 0.0)
+    print(f"{'candidate (vs PyTorch)':<44} {'max px':>10} {'mean %IOD':>10}  verdict")
+    for cand, w in worst.items():
+        print(f"{cand:<44} {w['max_px']:>10.2e} {w['iod']:>10.4f}  {'pass' if w['passed'] else 'FAIL'}")
+
+
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -104,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print a JSON summary")
     b.set_defaults(func=_cmd_build)
 
+    va = sub.add_parser("validate", help="parity of every artifact vs PyTorch; parity.json + report.html")
+    va.add_argument("model")
+    va.add_argument("--build", default="build", help="the build output directory (default: build)")
+    va.add_argument("--json", action="store_true", help="print a JSON summary")
+    va.set_defaults(func=_cmd_validate)
+
     pr = sub.add_parser("predict", help="run a zoo model on a face crop; overlay and landmarks out")
     pr.add_argument("model", help="zoo model id, e.g. attention_mesh")
     pr.add_argument("image", nargs="?", help="face crop image (default: the embedded sample crop)")
@@ -123,7 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (MeshportError, FileNotFoundError, KeyError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        from validation.compare import ParityError
+        text = str(exc).strip()
+        if isinstance(exc, ParityError):  # the table of failing outputs is the point: print it whole
+            print(f"meshport: error: {text}", file=sys.stderr)
+            return 1
+        msg = text.splitlines()[0] if text else type(exc).__name__
         print(f"meshport: error: {msg}", file=sys.stderr)
         return 2
 

@@ -198,6 +198,17 @@ def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int
     return out * mask
 
 
+class CropSampler(nn.Module):
+    """`sample_crop` as a module, so the sampler shows up by name in hooks and exported graphs."""
+
+    def __init__(self, crop_hw: tuple[int, int]):
+        super().__init__()
+        self.crop_hw = crop_hw
+
+    def forward(self, features: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        return sample_crop(features, matrix, self.crop_hw)
+
+
 def transform_points_flat(points: torch.Tensor, matrix: torch.Tensor, translation_scale: float = 1.0) -> torch.Tensor:
     """`transform_points` on flat (N, 2K) interleaved x,y; returns (N, 2K). Rank-2 only."""
     n, k2 = points.shape

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers import (BlazeBlock, ConvPReLU, blaze_stage, check_image_input, crop_affine, sample_crop,
+from ..layers import (BlazeBlock, ConvPReLU, CropSampler, blaze_stage, check_image_input, crop_affine,
                       transform_points_flat)
 from ..spec import TensorSpec
 
@@ -119,6 +119,7 @@ class AttentionMesh(nn.Module):
         self.mesh_head = nn.Conv2d(cfg.head_channels, cfg.num_mesh * 3, k)
         self.face_flag_head = nn.Conv2d(cfg.head_channels, 1, k)
         self.regions = nn.ModuleDict({r.name: RegionHead(cfg, r) for r in cfg.regions})
+        self.samplers = nn.ModuleDict({r.name: CropSampler((cfg.crop_size, cfg.crop_size)) for r in cfg.regions})
         for r in cfg.regions:
             self.register_buffer(f"subset_{r.name}", torch.tensor(r.subset, dtype=torch.int32), persistent=False)
 
@@ -146,7 +147,7 @@ class AttentionMesh(nn.Module):
         for r in cfg.regions:
             m = crop_affine(mesh_feat, getattr(self, f"subset_{r.name}"), r.left_idx, r.right_idx,
                             crop_hw, r.scale, r.target_rotation)
-            crop = sample_crop(feat, m, crop_hw)
+            crop = self.samplers[r.name](feat, m)
             for name, pts in self.regions[r.name](crop).items():
                 # Heads predict in the crop frame ×(1/s); map through the matrix with its
                 # translation ×(1/s) to land in input pixels.

@@ -88,3 +88,8 @@ def test_unsupported_variants_are_refused_by_name():
         run("gather", x=np.zeros((2, 3)), indices=np.zeros((2, 1), int), axis=1, batch_dims=1)
     with pytest.raises(UnsupportedMILOpError, match="nearest"):
         run("resample", x=np.zeros((1, 1, 2, 2)), coordinates=np.zeros((1, 1, 1, 2)), sampling_mode="nearest")
+
+
+def test_leaky_relu():
+    x = np.array([-2.0, 0.0, 3.0], np.float32)
+    np.testing.assert_allclose(run("leaky_relu", x=x, alpha=0.25), [-0.5, 0.0, 3.0])

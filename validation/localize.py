@@ -1,0 +1,157 @@
+"""Localisation: when an edge fails, find the first intermediate tensor where the candidate stops
+reproducing the reference, and name the node.
+
+PyTorch → ONNX: module outputs (forward hooks, call order) against every ONNX node output.
+ONNX → TFLite: ONNX node outputs (topological order) against every TFLite tensor
+(`experimental_preserve_all_tensors`), NCHW↔NHWC explicit. Tensors are matched by shape and
+value (a converter renames and reorders freely); the first reference tensor with no close match
+among the candidate's tensors is the divergence."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1e-1}
+
+
+def onnx_intermediates(path: Path, feed: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
+    """(node name, op type, output) for every float node output, in topological order."""
+    import onnx
+    import onnxruntime as ort
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    known = {vi.name: vi for vi in model.graph.value_info}
+    existing = {o.name for o in model.graph.output}
+    order = []
+    for n in model.graph.node:
+        for o in n.output:
+            vi = known.get(o)
+            if vi is not None and vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and o not in existing:
+                model.graph.output.append(vi)
+                order.append((n.name, n.op_type, o))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    values = dict(zip(names, sess.run(None, feed)))
+    return [(node, op, values[o]) for node, op, o in order if o in values]
+
+
+def torch_intermediates(model: torch.nn.Module, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(module path, output) of every leaf module, block and sampler, in call order."""
+    records: list[tuple[str, np.ndarray]] = []
+    handles = []
+    for name, mod in model.named_modules():
+        if name and (not list(mod.children()) or type(mod).__name__ in ("BlazeBlock", "CropSampler")):
+            handles.append(mod.register_forward_hook(
+                lambda m, i, o, name=name: records.append((name, o.detach().numpy().copy()))
+                if isinstance(o, torch.Tensor) else None))
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(x))
+    finally:
+        for h in handles:
+            h.remove()
+    return records
+
+
+def tflite_tensors(path: Path, x_nhwc: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x_nhwc)
+    it.invoke()
+    out = []
+    for d in it.get_tensor_details():
+        try:
+            v = it.get_tensor(d["index"])
+        except ValueError:
+            continue
+        if v.dtype == np.float32 and v.size > 1:
+            out.append((d["name"], v))
+    return out
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    return a.shape == b.shape and float(np.abs(a - b).max()) <= 1e-4 + rtol * max(1.0, float(np.abs(a).max()))
+
+
+def _index(cands: list[tuple[str, np.ndarray]]) -> dict[tuple[int, ...], list[tuple[str, np.ndarray]]]:
+    by_shape: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
+    for name, v in cands:
+        by_shape.setdefault(tuple(v.shape), []).append((name, v))
+    return by_shape
+
+
+def first_divergence(refs: list[tuple[str, np.ndarray]], cands: list[tuple[str, np.ndarray]], rtol: float,
+                     to_candidate_layout: Callable[[np.ndarray], np.ndarray] = lambda v: v) -> dict | None:
+    by_shape = _index(cands)
+    for name, ref in refs:
+        r = to_candidate_layout(ref)
+        same = by_shape.get(tuple(r.shape), [])
+        if not same:
+            continue  # no tensor of this shape survives conversion (fused away): not evidence
+        if not any(_close(r, v, rtol) for _, v in same):
+            best = min(same, key=lambda c: float(np.abs(r - c[1]).max()))
+            return {"reference_tensor": name, "closest_candidate": best[0],
+                    "max_abs_to_closest": float(np.abs(r - best[1]).max())}
+    return None
+
+
+def _nhwc(v: np.ndarray) -> np.ndarray:
+    return v.transpose(0, 2, 3, 1) if v.ndim == 4 else v
+
+
+def localise_torch_onnx(model: torch.nn.Module, onnx_path: Path, x: np.ndarray, input_name: str) -> dict:
+    refs = torch_intermediates(model, x)
+    nodes = onnx_intermediates(onnx_path, {input_name: x})
+    found = first_divergence(refs, [(n, v) for n, _, v in nodes], RTOL["fp32"])
+    if found is None:
+        return {"node": None, "detail": "every module output is reproduced"}
+    module = found["reference_tensor"]
+    scope = "/" + module.split(".")[-1] + "/"
+    in_scope = [f"{n} ({op})" for n, op, _ in nodes if scope in n + "/" and op not in ("Constant",)]
+    return {"module": module, "node": in_scope[0] if in_scope else found["closest_candidate"],
+            "nodes_in_scope": in_scope[:6],
+            "detail": f"output of module {module} is not reproduced by any ONNX tensor "
+                      f"(closest differs by {found['max_abs_to_closest']:.3g})"}
+
+
+def localise_onnx_tflite(onnx_path: Path, tflite_path: Path, x: np.ndarray, input_name: str, precision: str) -> dict:
+    nodes = onnx_intermediates(onnx_path, {input_name: x})
+    refs = [(f"{n} ({op})", v) for n, op, v in nodes if op in ("Conv", "PRelu", "Add", "MaxPool", "GridSample", "Mul")]
+    cands = tflite_tensors(tflite_path, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    found = first_divergence(refs, cands, RTOL.get(precision, 1e-2), _nhwc)
+    if found is None:
+        return {"node": None, "detail": "every ONNX node output is reproduced"}
+    return {"node": found["reference_tensor"], "tflite_tensor": found["closest_candidate"],
+            "detail": f"first ONNX node whose output the TFLite model does not reproduce (closest TFLite tensor "
+                      f"{found['closest_candidate']!r} differs by {found['max_abs_to_closest']:.3g})"}
+
+
+def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> list[dict]:
+    """One localisation per failing (reference, candidate) pair, on its first failing input."""
+    import modelzoo
+    out, seen = [], set()
+    cases = {c.name: c for c in v.cases}
+    onnx_entry = next((a for a in v.record["artifacts"] if a["format"] == "onnx"), None)
+    model = None
+    for e in v.edges:
+        key = (e.reference, e.candidate)
+        if e.passed or key in seen:
+            continue
+        seen.add(key)
+        x = cases[e.input_set].array
+        artifact = v.root / e.candidate.split("@")[0]
+        loc = {"reference": e.reference, "candidate": e.candidate, "input_set": e.input_set}
+        say(f"localising {e.reference} → {e.candidate}")
+        if e.format == "onnx":
+            model = model or modelzoo.load_model(spec.id, pretrained=modelzoo.has_pretrained(spec.id))
+            loc.update(localise_torch_onnx(model, artifact, x, spec.inputs[0].name))
+        elif e.format == "tflite" and onnx_entry is not None:
+            loc.update(localise_onnx_tflite(v.root / onnx_entry["path"], artifact, x, spec.inputs[0].name,
+                                            e.precision))
+        else:
+            loc.update({"node": None, "detail": f"no localiser for {e.format} artifacts yet"})
+        out.append(loc)
+    return out
