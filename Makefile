@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.meshport-installed
 OUT    ?= out
 
-.PHONY: venv run test clean
+.PHONY: venv run test test-deps clean
 
 venv: $(STAMP)
 
@@ -21,8 +21,14 @@ run: venv
 	$(BIN)/meshport build attention_mesh --out $(OUT)
 	$(BIN)/meshport predict attention_mesh -o $(OUT)/attention_mesh/sample_overlay.png --json $(OUT)/attention_mesh/sample_landmarks.json
 
-test: venv
+test: venv test-deps
 	$(BIN)/python -m pytest -q
+
+# The report test renders HTML in Debian's Chromium; install it when absent (root + apt only).
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium not installed: the report rendering test will be skipped"
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

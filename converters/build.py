@@ -117,6 +117,12 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
             done[t] = {**art.to_json(root), "cache_key": key}
             result.built.append(name)
             say(f"{name}: built in {art.record.get('seconds', 0):.1f} s ({art.bytes / 1e6:.2f} MB)")
+    # Artifacts of targets not requested this time stay in the record while their files are intact.
+    for t, node in PLAN.items():
+        name = f"{model_id}{node.suffix}"
+        old = previous.get(name)
+        if t not in done and old and (root / name).exists() and sha256_path(root / name) == old.get("sha256"):
+            done[t] = old
     result.artifacts = [done[t] for t in sorted(done, key=_order)]
     record = {"model": model_id, "spec_sha256": spec.sha256(), "tool_versions": versions,
               "artifacts": result.artifacts}

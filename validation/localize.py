@@ -84,17 +84,28 @@ def _index(cands: list[tuple[str, np.ndarray]]) -> dict[tuple[int, ...], list[tu
 
 
 def first_divergence(refs: list[tuple[str, np.ndarray]], cands: list[tuple[str, np.ndarray]], rtol: float,
-                     to_candidate_layout: Callable[[np.ndarray], np.ndarray] = lambda v: v) -> dict | None:
+                     to_candidate_layout: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+                     confirm: int = 3) -> dict | None:
+    """The first reference tensor that no candidate tensor reproduces, confirmed by the next
+    `confirm` comparable tensors failing too (a converter may fuse an op away — an ADD folded
+    into its activation leaves no tensor to compare — which is no divergence if what follows
+    matches again)."""
     by_shape = _index(cands)
+    verdicts: list[tuple[str, np.ndarray, list]] = []
     for name, ref in refs:
         r = to_candidate_layout(ref)
         same = by_shape.get(tuple(r.shape), [])
-        if not same:
-            continue  # no tensor of this shape survives conversion (fused away): not evidence
-        if not any(_close(r, v, rtol) for _, v in same):
-            best = min(same, key=lambda c: float(np.abs(r - c[1]).max()))
-            return {"reference_tensor": name, "closest_candidate": best[0],
-                    "max_abs_to_closest": float(np.abs(r - best[1]).max())}
+        if same:  # no tensor of this shape survives conversion: not evidence either way
+            verdicts.append((name, r, same))
+    for i, (name, r, same) in enumerate(verdicts):
+        if any(_close(r, v, rtol) for _, v in same):
+            continue
+        following = verdicts[i + 1:i + 1 + confirm]
+        if any(any(_close(r2, v, rtol) for _, v in same2) for _, r2, same2 in following):
+            continue
+        best = min(same, key=lambda c: float(np.abs(r - c[1]).max()))
+        return {"reference_tensor": name, "closest_candidate": best[0],
+                "max_abs_to_closest": float(np.abs(r - best[1]).max())}
     return None
 
 
@@ -109,10 +120,16 @@ def localise_torch_onnx(model: torch.nn.Module, onnx_path: Path, x: np.ndarray, 
     if found is None:
         return {"node": None, "detail": "every module output is reproduced"}
     module = found["reference_tensor"]
+    shape = next(v.shape for name, v in refs if name == module)
+    # The exporter scopes nodes by module name ("/model/lips/GridSample" for samplers.lips); the
+    # node responsible is the first one in that scope (not in a child scope) of the module's shape.
     scope = "/" + module.split(".")[-1] + "/"
-    in_scope = [f"{n} ({op})" for n, op, _ in nodes if scope in n + "/" and op not in ("Constant",)]
-    return {"module": module, "node": in_scope[0] if in_scope else found["closest_candidate"],
-            "nodes_in_scope": in_scope[:6],
+    direct = [(n, op, v) for n, op, v in nodes if scope in n and "/" not in n.split(scope, 1)[1]
+              and op != "Constant"]
+    shaped = [f"{n} ({op})" for n, op, v in direct if v.shape == shape]
+    in_scope = [f"{n} ({op})" for n, op, _ in direct]
+    return {"module": module, "node": shaped[0] if shaped else found["closest_candidate"],
+            "nodes_in_scope": shaped or in_scope[:8],
             "detail": f"output of module {module} is not reproduced by any ONNX tensor "
                       f"(closest differs by {found['max_abs_to_closest']:.3g})"}
 

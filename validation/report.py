@@ -74,7 +74,7 @@ def write_report(v, path: Path) -> None:
             rows.append(
                 f"<tr class='{'ok' if o.passed else 'fail'}'><td>{e(edge.reference)}</td><td>{e(edge.candidate)}</td>"
                 f"<td>{e(edge.input_set)}</td><td>{e(o.name)}</td><td>{o.max_abs:.3g}</td><td>{o.mean_abs:.3g}</td>"
-                f"<td>{o.p99_abs:.3g}</td><td>{lm.get('max_px', float('nan')):.3g}</td>"
+                f"<td>{o.p99_abs:.3g}</td><td>{'' if not lm else format(lm['max_px'], '.3g')}</td>"
                 f"<td>{'' if iod is None else f'{iod:.3g}'}</td><td>{e('; '.join(o.failures) or 'pass')}</td></tr>")
     sections = [f"<h1>Parity report — {e(v.model)}</h1>",
                 f"<p class='{'ok' if v.passed else 'fail'}'>{'All edges pass.' if v.passed else 'Some edges FAIL.'} "

@@ -119,3 +119,12 @@ def test_failing_parity_gate_leaves_no_file(tmp_path):
     with pytest.raises(ConversionError, match="parity gate"):
         get_step("torch->onnx")(model, replace(spec_am, tolerances=strict), tmp_path / "m.onnx")
     assert _files(tmp_path) == []
+
+
+def test_partial_rebuild_keeps_other_artifacts_in_the_record(tmp_path):
+    build("attention_mesh_paper", tmp_path, formats=["onnx", "coreml"], precisions=["fp32"])
+    res = build("attention_mesh_paper", tmp_path, formats=["onnx"])
+    record = json.loads((tmp_path / "attention_mesh_paper" / "build.json").read_text())
+    assert {a["path"] for a in record["artifacts"]} == {"attention_mesh_paper.onnx",
+                                                        "attention_mesh_paper-fp32.mlpackage"}
+    assert res.skipped == ["attention_mesh_paper.onnx"]

@@ -1,0 +1,160 @@
+"""The validation suite on the real model: every edge, the report, and broken artifacts."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from validation.compare import ParityError
+from validation.validate import BuildRecordError, require_passed, validate
+
+MODEL = "attention_mesh"
+
+
+@pytest.fixture(scope="module")
+def validated(full_build):
+    root, _ = full_build
+    return validate(MODEL, root.parent)
+
+
+@pytest.mark.slow
+def test_every_edge_passes_on_every_input_set(validated):
+    v = validated
+    assert v.passed, [(e.candidate, e.input_set) for e in v.edges if not e.passed]
+    kinds = {c.kind for c in v.cases}
+    assert kinds == {"seeded", "face", "perturbed"}
+    candidates = {e.candidate for e in v.edges if e.reference == "pytorch"}
+    for fmt in ("attention_mesh.onnx@", "attention_mesh-fp32.tflite@", "attention_mesh-fp16.tflite@",
+                "attention_mesh-int8.tflite@", "attention_mesh-fp32.mlpackage@mil", "attention_mesh-fp16.mlpackage@mil"):
+        assert any(c.startswith(fmt) for c in candidates), fmt
+    require_passed(v)
+
+
+@pytest.mark.slow
+def test_parity_json_contract(validated):
+    data = json.loads((validated.root / "parity.json").read_text())
+    assert data["passed"] is True and data["model"] == MODEL
+    edge = next(e for e in data["edges"] if e["candidate"].startswith("attention_mesh-fp32.tflite")
+                and e["input_kind"] == "face")
+    lm = edge["outputs"]["landmarks"]
+    for key in ("max_abs", "mean_abs", "p99_abs", "max_rel", "min_atol", "tolerance", "passed"):
+        assert key in lm
+    assert set(lm["landmarks"]) == {"all", "lips", "eyes", "iris"}
+    assert {"max_px", "mean_px", "mean_iod_pct"} <= set(lm["landmarks"]["iris"])
+    assert lm["landmarks"]["all"]["max_px"] <= 1e-3
+    assert all(g["ok"] for g in data["gpu_check"].values())
+    assert (validated.root / "report.html").stat().st_size > 10_000
+
+
+def _copy_build(root, dest, keep):
+    dest.mkdir()
+    record = json.loads((root / "build.json").read_text())
+    record["artifacts"] = [a for a in record["artifacts"] if a["path"] in keep]
+    for a in record["artifacts"]:
+        shutil.copy(root / a["path"], dest / a["path"])
+    (dest / "build.json").write_text(json.dumps(record))
+    return dest
+
+
+@pytest.mark.slow
+def test_perturbed_tflite_weight_is_caught_and_localised(full_build, tmp_path):
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+    root, _ = full_build
+    dest = _copy_build(root, tmp_path / MODEL, {"attention_mesh.onnx", "attention_mesh-fp32.tflite"})
+    path = dest / "attention_mesh-fp32.tflite"
+    model = fbu.read_model_from_bytearray(bytearray(path.read_bytes()))
+    sg = model.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    convs = [op for op in sg.operators if codes[op.opcodeIndex] == 3]          # CONV_2D
+    target = convs[20]                                                          # a backbone conv
+    wt = sg.tensors[int(target.inputs[1])]
+    w = np.frombuffer(bytes(model.buffers[wt.buffer].data), np.float32).reshape(wt.shape).copy()
+    model.buffers[wt.buffer].data = np.frombuffer((w + 0.5).astype(np.float32).tobytes(), np.uint8)
+    path.write_bytes(bytes(fbu.convert_object_to_bytearray(model)))
+    v = validate(MODEL, tmp_path)
+    assert not v.passed
+    with pytest.raises(ParityError, match="attention_mesh-fp32.tflite"):
+        require_passed(v)
+    loc = next(x for x in v.localisation if x["candidate"].startswith("attention_mesh-fp32.tflite@tflite"))
+    # The ONNX Conv carrying the same (unperturbed) weights is the node responsible.
+    onnx_model = onnx.load(str(dest / "attention_mesh.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
+    want = w.transpose(0, 3, 1, 2)
+    responsible = [n.name for n in onnx_model.graph.node if n.op_type == "Conv" and n.input[1] in inits
+                   and inits[n.input[1]].shape == want.shape and np.allclose(inits[n.input[1]], want)]
+    assert responsible and loc["node"].startswith(responsible[0]), (loc, responsible)
+    assert "report.html" in {p.name for p in dest.iterdir()}
+
+
+@pytest.mark.slow
+def test_sampler_with_wrong_align_corners_is_caught_and_localised(full_build, tmp_path):
+    root, _ = full_build
+    dest = _copy_build(root, tmp_path / MODEL, {"attention_mesh.onnx"})
+    m = onnx.load(str(dest / "attention_mesh.onnx"))
+    for n in m.graph.node:
+        if n.op_type == "GridSample":
+            for a in n.attribute:
+                if a.name == "align_corners":
+                    a.i = 0
+    onnx.save(m, str(dest / "attention_mesh.onnx"))
+    v = validate(MODEL, tmp_path)
+    assert not v.passed
+    (loc,) = v.localisation
+    assert loc["module"].startswith("samplers.")
+    assert "GridSample" in " ".join(loc["nodes_in_scope"])
+
+
+@pytest.mark.slow
+def test_missing_artifact_is_reported_and_the_report_still_renders(full_build, tmp_path):
+    root, _ = full_build
+    dest = _copy_build(root, tmp_path / MODEL, {"attention_mesh.onnx", "attention_mesh-fp32.tflite"})
+    (dest / "attention_mesh-fp32.tflite").unlink()
+    v = validate(MODEL, tmp_path, localise=False)
+    assert not v.passed and v.errors[0]["artifact"] == "attention_mesh-fp32.tflite"
+    assert "not found" in v.errors[0]["error"]
+    html = (dest / "report.html").read_text()
+    assert "Could not run" in html and "attention_mesh.onnx@onnxruntime" in html
+
+
+def test_bad_build_records(tmp_path):
+    with pytest.raises(BuildRecordError, match="no build record"):
+        validate(MODEL, tmp_path)
+    (tmp_path / MODEL).mkdir()
+    (tmp_path / MODEL / "build.json").write_text("{not json")
+    with pytest.raises(BuildRecordError, match="corrupt"):
+        validate(MODEL, tmp_path)
+    (tmp_path / MODEL / "build.json").write_text(json.dumps({"model": MODEL, "spec_sha256": "0" * 64,
+                                                              "artifacts": []}))
+    with pytest.raises(BuildRecordError, match="another spec"):
+        validate(MODEL, tmp_path)
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium: `make test` installs Debian's chromium; "
+                                                  "apt was unavailable here")
+def test_report_renders_in_headless_chromium(validated, tmp_path):
+    import subprocess
+    from PIL import Image
+    shot = tmp_path / "report.png"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400", f"--screenshot={shot}",
+           (validated.root / "report.html").as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120)
+    assert shot.exists()
+    with Image.open(shot) as im:
+        arr = np.asarray(im.convert("RGB"))
+    assert arr.shape[0] == 2400 and arr.std() > 20      # a rendered page, not a blank one
+    # The overlay images decoded: many distinct colours beyond the page's text and tables.
+    assert len(np.unique(arr.reshape(-1, 3)[::97], axis=0)) > 500
