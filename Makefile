@@ -17,9 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: venv
-	$(BIN)/meshport models
-	$(BIN)/meshport build attention_mesh --out $(OUT)
-	$(BIN)/meshport predict attention_mesh -o $(OUT)/attention_mesh/sample_overlay.png --json $(OUT)/attention_mesh/sample_landmarks.json
+	$(BIN)/meshport predict attention_mesh -o $(OUT)/sample_overlay.png --json $(OUT)/sample_landmarks.json
+	$(BIN)/meshport release attention_mesh --version 1.0.0 --out $(OUT) --store $(OUT)/store
 
 test: venv test-deps
 	$(BIN)/python -m pytest -q

@@ -105,6 +105,28 @@ def _print_parity_summary(v) -> None:
         print(f"{cand:<44} {w['max_px']:>10.2e} {w['iod']:>10.4f}  {'pass' if w['passed'] else 'FAIL'}")
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    from converters.build import progress_to_stderr
+    from .release import release
+
+    summary = release(args.model, args.version, store=args.store, out=args.out, key=args.key,
+                      aliases=tuple(args.alias or ()), runs=args.runs,
+                      say=(lambda m: None) if args.json else progress_to_stderr)
+    if args.json:
+        print(json.dumps({"model": summary.model, "version": summary.version, "store": summary.store,
+                          "published": summary.published, "report": str(summary.report),
+                          "public_key": str(summary.public_key) if summary.public_key else None,
+                          "artifacts": summary.rows}, indent=2))
+        return 0
+    print(summary.table())
+    state = "published" if summary.published else "already published (identical)"
+    print(f"\n{summary.model}@{summary.version} {state} to {summary.store}")
+    if summary.public_key:
+        print(f"public key: {summary.public_key}")
+    print(f"report: {summary.report}")
+    return 0
+
+
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -143,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--build", default="build", help="the build output directory (default: build)")
     va.add_argument("--json", action="store_true", help="print a JSON summary")
     va.set_defaults(func=_cmd_validate)
+
+    rel = sub.add_parser("release", help="build → validate → bench → publish, with a summary and the report path")
+    rel.add_argument("model")
+    rel.add_argument("--version", required=True, help="semantic version to publish, e.g. 1.0.0")
+    rel.add_argument("--store", default=None, help="store URL (default: the local store `meshport ls` prints)")
+    rel.add_argument("--out", default="out", help="build directory (default: out)")
+    rel.add_argument("--key", default=None, help="Ed25519 private key (default: OUT/keys, created if absent)")
+    rel.add_argument("--alias", action="append", help="extra alias for this version (repeatable)")
+    rel.add_argument("--runs", type=int, default=30, help="timed runs per benchmark target (default: 30)")
+    rel.add_argument("--json", action="store_true", help="print a JSON summary")
+    rel.set_defaults(func=_cmd_release)
+
+    from .bench_cli import add_bench_command
+    from .store_cli import add_store_commands
+    add_bench_command(sub)
+    add_store_commands(sub)
 
     pr = sub.add_parser("predict", help="run a zoo model on a face crop; overlay and landmarks out")
     pr.add_argument("model", help="zoo model id, e.g. attention_mesh")

@@ -53,7 +53,7 @@ _NUM = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _STAT = re.compile(r"count=(\d+)((?:\s+\w+=" + _NUM + r")*)")
 _KV = re.compile(r"(\w+)=(" + _NUM + r")")
 _RUN_HEADER = re.compile(r"Running benchmark for at least (\d+) iterations")
-_TIMINGS = re.compile(r"Inference timings in us:\s*(.*)")
+_TIMINGS = re.compile(r"inference timings in us:\s*(.*)", re.IGNORECASE)
 _OP_ROW = re.compile(r"^\s*([A-Za-z_0-9]+)\s+(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM + r")\s+(" + _NUM
                      + r")%\s+(" + _NUM + r")%\s+(" + _NUM + r")\s+(\d+)\s+\[(.*)\]\s*$")
 _TYPE_ROW = re.compile(r"^\s*([A-Za-z_0-9]+)\s+(\d+)\s+(" + _NUM + r")\s+(" + _NUM + r")%\s+(" + _NUM + r")%\s+("

@@ -208,24 +208,32 @@ def op_profile(buf: bytes, feed: Sequence[np.ndarray], threads: int = 1, runs: i
     kinds = op_kinds(model)
     values = all_tensors(buf, feed)
     ops, notes = [], []
-    for i, op in enumerate(sg.operators):
-        ins = [int(t) for t in op.inputs if int(t) >= 0 and not _is_const(model, sg, int(t))]
-        ins = list(dict.fromkeys(ins))
-        outs = [int(t) for t in op.outputs]
-        one = read_model(buf)
-        s1 = one.subgraphs[0]
-        s1.operators = [s1.operators[i]]
-        s1.inputs = np.array(ins, dtype=np.int32)
-        s1.outputs = np.array(outs, dtype=np.int32)
-        one.signatureDefs = []
-        try:
-            it = interpreter(write_model(one), threads, reference)
-            t = time_interpreter(it, [values[j] for j in ins], runs, warmup)
-        except Exception as exc:  # an op that cannot stand alone is reported, not guessed
-            notes.append(f"op {i} {kinds[op.opcodeIndex]}: not timed alone ({type(exc).__name__}: {exc})")
-            continue
-        ops.append(OpTime(i, kinds[op.opcodeIndex], tensor_name(sg, outs[0]),
-                          tuple(int(d) for d in sg.tensors[outs[0]].shape), float(np.median(t))))
+    schema, _ = _schema()
+    empty = schema.BufferT()
+    all_ops, all_buffers = list(sg.operators), list(model.buffers)
+    keep_buffers = {int(m.buffer) for m in (model.metadata or [])} | {0}
+    try:
+        for i, op in enumerate(all_ops):
+            ins = [int(t) for t in op.inputs if int(t) >= 0 and not _is_const(model, sg, int(t))]
+            ins = list(dict.fromkeys(ins))
+            outs = [int(t) for t in op.outputs]
+            used = keep_buffers | {int(sg.tensors[int(t)].buffer) for t in list(op.inputs) + outs if int(t) >= 0}
+            # Only this op's buffers keep their bytes, so each one-op model serialises small.
+            model.buffers = [b if j in used else empty for j, b in enumerate(all_buffers)]
+            sg.operators = [op]
+            sg.inputs = np.array(ins, dtype=np.int32)
+            sg.outputs = np.array(outs, dtype=np.int32)
+            model.signatureDefs = []
+            try:
+                it = interpreter(write_model(model), threads, reference)
+                t = time_interpreter(it, [values[j] for j in ins], runs, warmup)
+            except Exception as exc:  # an op that cannot stand alone is reported, not guessed
+                notes.append(f"op {i} {kinds[op.opcodeIndex]}: not timed alone ({type(exc).__name__}: {exc})")
+                continue
+            ops.append(OpTime(i, kinds[op.opcodeIndex], tensor_name(sg, outs[0]),
+                              tuple(int(d) for d in sg.tensors[outs[0]].shape), float(np.median(t))))
+    finally:
+        model.buffers, sg.operators = all_buffers, all_ops
     overhead = min(o.median_ms for o in ops) if ops else 0.0
     return OpProfile(ops, overhead, threads, reference, notes)
 

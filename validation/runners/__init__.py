@@ -16,3 +16,8 @@ def runner_for(name: str, spec, root, entry: dict, threads: int | None = None) -
         raise RunnerError(f"runner {name} runs {cls.format} artifacts, not {entry['format']}")
     layout = entry["inputs"][0].get("layout") if entry.get("inputs") else None
     return cls(spec, Path(root) / entry["path"], input_layout=layout, threads=threads)
+
+
+# Runtime-specific timing runners (ONNX Runtime CUDA, Core ML per compute unit) live with the
+# latency harness; importing them here keeps the registry complete whichever module loads first.
+from ..bench import runners as _timing_runners  # noqa: E402,F401

@@ -1,0 +1,179 @@
+"""`meshport bench`: latency of every built artifact on every available runtime (latency.json),
+Android phones through adb, and `--compare attention_mesh face_mesh_cascade` (the paper's Table 1,
+ours vs MediaPipe's network, the GridSample lowering's share). Wire it in with
+`add_bench_command(subparsers)`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _threads(value: str | None) -> list[int]:
+    out = []
+    for v in _split(value) or ["1"]:
+        if not v.isdigit() or int(v) < 1:
+            raise ValueError(f"--threads takes positive integers, got {v!r}")
+        out.append(int(v))
+    return out
+
+
+class _Bar:
+    """tqdm on stderr, or nothing (with --json / --quiet)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, file=sys.stderr, unit="run", leave=False, dynamic_ncols=True)
+
+    def __call__(self, label: str, n: int) -> None:
+        if self.bar is not None:
+            if n == 0:
+                self.bar.set_description(label[:48])
+            self.bar.update(n)
+
+    def tick(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def say(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(f"  {msg}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.runs < 1 or args.warmup < 0:
+        raise ValueError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {args.runs}, {args.warmup})")
+    if args.compare:
+        return _compare(args)
+    if not args.model:
+        raise ValueError("bench needs a MODEL (or --compare A B)")
+    if args.android:
+        return _android(args)
+    from validation.bench import bench_build, find_build, format_table, plan
+
+    threads = _threads(args.threads)
+    runtimes, precisions = _split(args.runtimes), _split(args.precisions)
+    _, record = find_build(args.model, args.build)
+    jobs, _ = plan(record, runtimes, threads, precisions)
+    bar = _Bar(len(jobs) * (args.runs + args.warmup), not (args.json or args.quiet))
+    try:
+        res = bench_build(args.model, args.build, runtimes=runtimes, threads=threads, runs=args.runs,
+                          warmup=args.warmup, precisions=precisions, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({"model": res.model, "latency": str(res.path), "records": [r.to_json() for r in res.records],
+                          "skipped": res.skipped}, indent=2))
+        return 0
+    print(format_table(res.records))
+    for s in res.skipped:
+        print(f"skipped {s['runtime']} ({s['artifact'] or '—'}): {s['reason']}")
+    print(f"{len(res.records)} records → {res.path}")
+    return 0
+
+
+def _android(args: argparse.Namespace) -> int:
+    from validation.bench import find_build, format_table, tool_versions
+    from validation.bench.android import AndroidDevice, default_variants
+    from validation.bench.records import LATENCY_JSON, write_latency
+
+    root, record = find_build(args.model, args.build)
+    precisions = _split(args.precisions)
+    entries = [a for a in record["artifacts"] if a["format"] == "tflite"
+               and (not precisions or a["precision"] in precisions)]
+    if not entries:
+        raise ValueError(f"the build of {args.model} has no .tflite artifact to run on the phone")
+    device = AndroidDevice(args.android, adb=args.adb, serial=args.serial)
+    variants = default_variants(_threads(args.threads))
+    records = []
+    for e in entries:
+        if not args.json:
+            print(f"  {e['path']} on {device.serial} ({len(variants)} variants) …", file=sys.stderr)
+        records += device.bench_artifact(args.model, root, e, variants, args.runs, args.warmup, tool_versions(),
+                                         op_profiling=args.op_profiling)
+    path = write_latency(root / LATENCY_JSON, args.model, records)
+    if args.json:
+        print(json.dumps({"model": args.model, "latency": str(path), "records": [r.to_json() for r in records]},
+                         indent=2))
+    else:
+        print(format_table(records))
+        print(f"{len(records)} records → {path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from validation.bench.compare import COMPARE_RUNTIMES, LoweringCost, run_compare
+
+    runtimes = _split(args.runtimes) or list(COMPARE_RUNTIMES)
+    threads = _threads(args.threads)
+    if len(threads) != 1:
+        raise ValueError("--compare runs at one thread setting; give a single --threads value")
+    rounds = (args.runs + args.warmup) * (len(runtimes) + 1)
+    bar = _Bar(rounds, not (args.json or args.quiet))
+    try:
+        out = run_compare(args.compare, args.build, runtimes=runtimes, threads=threads[0], runs=args.runs,
+                          warmup=args.warmup, mediapipe=not args.no_mediapipe, lowering=not args.no_lowering,
+                          cache_dir=args.cache_dir, progress=bar.say, tick=bar.tick)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    from validation.bench.compare import MediaPipeComparison, Table1
+    for t in out["table1"]:
+        print(Table1(**{k: t[k] for k in ("runtime", "threads", "runs", "warmup", "device", "rows", "ratio",
+                                          "notes")}).format())
+        print()
+    if "mediapipe" in out:
+        m = out["mediapipe"]
+        print(MediaPipeComparison(m["threads"], m["runs"], m["rows"], m["ratio"], m["backbone_ratio"],
+                                  m["op_counts"]).format())
+        print()
+    if "lowering" in out:
+        lw = out["lowering"]
+        print(LoweringCost(lw["full_ms"], lw["op_sum_ms"], lw["overhead_ms"], lw["groups"], lw["sampler_cut_ms"],
+                           [tuple(k) for k in lw["top_kinds"]]).format())
+    print(f"→ {out['path']}")
+    return 0
+
+
+def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `bench` to the `meshport` sub-commands (as build_parser() adds `build`)."""
+    p = subparsers.add_parser("bench", help="latency of built artifacts per runtime; writes latency.json",
+                              description="Warm-up, N timed runs (perf_counter), median/p90/min, peak RSS and tool "
+                                          "versions per artifact × runtime × threads → DIR/<model>/latency.json. "
+                                          "--android drives a phone through adb with TFLite's benchmark_model; "
+                                          "--compare reproduces the paper's Table 1.")
+    p.add_argument("model", nargs="?", help="zoo model id (as built with `meshport build MODEL --out DIR`)")
+    p.add_argument("--build", default="build", help="the build directory (the --out of `build`; default: build)")
+    p.add_argument("--runtimes", help="comma-separated runners (default: pytorch, onnxruntime, tflite, tflite-ref, "
+                                      "and onnxruntime-cuda / coreml-* where available)")
+    p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2 (default: 1)")
+    p.add_argument("--precisions", help="comma-separated precisions to measure (default: all built)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs (default: 50)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs (default: 10)")
+    p.add_argument("--android", metavar="BENCHMARK_MODEL", type=Path,
+                   help="run the .tflite artifacts on an Android phone with this benchmark_model binary")
+    p.add_argument("--adb", help="adb binary (default: $ADB or adb on PATH)")
+    p.add_argument("--serial", help="adb device serial (default: the only attached device)")
+    p.add_argument("--op-profiling", action="store_true", help="with --android: benchmark_model's per-op profile")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="Table 1: attention_mesh face_mesh_cascade, interleaved on the same runtime and inputs")
+    p.add_argument("--no-mediapipe", action="store_true", help="with --compare: skip ours vs MediaPipe's network")
+    p.add_argument("--no-lowering", action="store_true", help="with --compare: skip the op-by-op lowering cost")
+    p.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory (MediaPipe's .tflite)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_bench)
+    return p

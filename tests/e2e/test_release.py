@@ -1,0 +1,32 @@
+"""The whole recipe on the real model: build → validate → bench → publish, then pull and verify."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from artifacts import Store
+from meshport.release import release
+
+
+@pytest.mark.slow
+def test_release_publishes_a_verifiable_version_and_is_idempotent(full_build, tmp_path):
+    root, _ = full_build
+    store = tmp_path / "store"
+    first = release("attention_mesh", "1.0.0", store=str(store), out=root.parent, runs=5)
+    assert first.published and first.report.exists() and first.public_key.exists()
+    assert {r["format"] for r in first.rows} == {"onnx", "tflite", "coreml"}
+    tfl = next(r for r in first.rows if r["path"] == "attention_mesh-fp32.tflite")
+    assert tfl["max_px"] <= 1e-3 and tfl["median_ms"] > 0
+    latency = json.loads((root / "latency.json").read_text())
+    assert any(r["runtime"] == "tflite" for r in latency["records"])
+    # Pull what was published and check it against the build, signature included.
+    st = Store(str(store))
+    pulled = st.pull("attention_mesh@latest", tmp_path / "pulled", format="tflite", precision="fp32",
+                     public_key=first.public_key)
+    assert (tmp_path / "pulled" / "attention_mesh-fp32.tflite").read_bytes() == \
+        (root / "attention_mesh-fp32.tflite").read_bytes()
+    assert pulled.model == "attention_mesh" and pulled.signature  # verified with the release key
+    # The same release again is a no-op, not an error.
+    again = release("attention_mesh", "1.0.0", store=str(store), out=root.parent, runs=3)
+    assert not again.published

@@ -1,0 +1,467 @@
+"""The paper's Table 1 side by side (attention mesh vs the cascade of mesh, lips and eye & iris
+models), our TFLite against MediaPipe's own network, and the GridSample lowering's share.
+
+Everything here is measured interleaved (A B A B …) in one process on the same runtime and the
+same inputs: the real sample face for the full models, and the cascade's own crops of it (two eye
+crops, one lips crop, made by the cascade's crop code) for its eye & iris and lips models."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Sequence
+
+import numpy as np
+
+import modelzoo
+
+from .harness import BenchError, find_build, tool_versions
+from .stats import host_description, summarize
+from . import tflite_profile as tp
+
+PART_SHAPES = {"mesh": (1, 3, 192, 192), "iris": (1, 3, 64, 64), "lips": (1, 3, 64, 64)}
+PART_OUTPUTS = {"mesh": ["mesh", "face_flag_logit"], "iris": ["eye", "iris"], "lips": ["lips"]}
+COMPARE_RUNTIMES = ("tflite", "onnxruntime")
+MEDIAPIPE_MODEL = "face_landmark_with_attention.tflite"
+MP_BACKBONE_OUT = ("output_mesh_identity", "conv_faceflag")
+MP_HEAD_IN = ("transform_tensor_bilinear_v2", "transform_tensor_bilinear_v2_1", "transform_tensor_bilinear_v2_2")
+MP_HEAD_OUT = ("conv_lips", "conv_left_eye", "conv_left_iris", "conv_right_eye", "conv_right_iris")
+
+
+# -- sessions: one call = set inputs, run, read outputs (the same for every model compared) ---------
+
+class Session:
+    """A model loaded on one runtime; `__call__` runs one NCHW float32 feed (converted beforehand)."""
+
+    def __init__(self, path: Path | bytes, runtime: str, threads: int = 1):
+        self.runtime, self.threads = runtime, threads
+        if runtime == "onnxruntime":
+            import onnxruntime as ort
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.names = [i.name for i in self.sess.get_inputs()]
+        elif runtime in ("tflite", "tflite-ref"):
+            buf = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
+            self.it = tp.interpreter(buf, threads, reference=runtime == "tflite-ref")
+            self.inputs = self.it.get_input_details()
+            self.outputs = self.it.get_output_details()
+        else:
+            raise BenchError(f"--compare runs on {', '.join(COMPARE_RUNTIMES)} or tflite-ref, not {runtime!r}")
+
+    def prepare(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Feeds in the runtime's layout (NHWC for TFLite inputs of rank 4), outside the timed call."""
+        if self.runtime == "onnxruntime":
+            return [np.ascontiguousarray(x, np.float32) for x in xs]
+        out = []
+        for d, x in zip(self.inputs, xs):
+            x = np.asarray(x, np.float32)
+            if x.ndim == 4 and tuple(d["shape"]) != x.shape:
+                x = x.transpose(0, 2, 3, 1)
+            out.append(np.ascontiguousarray(x).reshape(d["shape"]))
+        return out
+
+    def __call__(self, feed: list[np.ndarray]):
+        if self.runtime == "onnxruntime":
+            return self.sess.run(None, dict(zip(self.names, feed)))
+        for d, x in zip(self.inputs, feed):
+            self.it.set_tensor(d["index"], x)
+        self.it.invoke()
+        return [self.it.get_tensor(d["index"]) for d in self.outputs]
+
+
+def interleave(calls: dict[str, Callable[[], object]], runs: int, warmup: int,
+               progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Time each call once per round, round after round (A B C A B C …); ms per call."""
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for r in range(warmup + runs):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            dt = (time.perf_counter() - t0) * 1e3
+            if r >= warmup:
+                times[name].append(dt)
+        if progress:
+            progress(1)
+    return times
+
+
+# -- the cascade's sub-models on their own --------------------------------------------------------
+
+class _Tuple(__import__("torch").nn.Module):
+    def __init__(self, net, kind: str):
+        super().__init__()
+        self.net, self.kind = net, kind
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.kind == "iris":
+            return out["eye"], out["iris"]
+        return out
+
+
+def export_cascade_parts(out_dir: Path | str, formats: Sequence[str] = ("onnx", "tflite"),
+                         progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Path]]:
+    """Export the cascade's mesh, iris and lips models each on its own to ONNX (TorchScript
+    exporter, opset 16) and TFLite (onnx2tf, offline recipe of converters/onnx_tflite.py);
+    reuses files made from the same weights and tools (parts.json)."""
+    import torch
+    from converters.build import weights_digest
+
+    out_dir = Path(out_dir)
+    model = modelzoo.load_model("face_mesh_cascade", pretrained=modelzoo.has_pretrained("face_mesh_cascade"))
+    key = {"weights": weights_digest(model), "tools": tool_versions(), "opset": 16}
+    record_path = out_dir / "parts.json"
+    old = json.loads(record_path.read_text()) if record_path.exists() else {}
+    result: dict[str, dict[str, Path]] = {}
+    say = progress or (lambda m: None)
+    for part in PART_SHAPES:
+        net = _Tuple(getattr(model, part), part).eval()
+        result[part] = {}
+        onnx_path = out_dir / f"cascade_{part}.onnx"
+        fresh = old.get("key") == key and onnx_path.exists()
+        if not fresh:
+            say(f"cascade {part}: torch → onnx")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = onnx_path.with_name(f".{onnx_path.name}.part")
+            with torch.no_grad():
+                torch.onnx.export(net, (torch.zeros(PART_SHAPES[part]),), str(tmp), dynamo=False, opset_version=16,
+                                  input_names=["image"], output_names=PART_OUTPUTS[part], do_constant_folding=True)
+            tmp.replace(onnx_path)
+        result[part]["onnx"] = onnx_path
+        if "tflite" in formats:
+            tfl = out_dir / f"cascade_{part}-fp32.tflite"
+            if not (fresh and tfl.exists()):
+                say(f"cascade {part}: onnx → tflite (onnx2tf, ~1 min)")
+                _onnx_to_tflite(onnx_path, tfl, PART_SHAPES[part])
+            result[part]["tflite"] = tfl
+    record_path.write_text(json.dumps({"key": key, "parts": {p: {f: v.name for f, v in d.items()}
+                                                              for p, d in result.items()}}, indent=2))
+    return result
+
+
+def _onnx_to_tflite(onnx_path: Path, out: Path, shape: tuple[int, ...]) -> None:
+    from converters.onnx_tflite import _onnx2tf   # the offline recipe: calibration file + venv bin on PATH
+    spec = SimpleNamespace(inputs=(SimpleNamespace(name="image", shape=shape),))
+    with tempfile.TemporaryDirectory(prefix="meshport-bench-") as tmp:
+        work = Path(tmp)
+        shutil.copy(onnx_path, work / onnx_path.name)
+        produced = _onnx2tf(work / onnx_path.name, work, spec, quantize=False)
+        tmp_out = out.with_name(f".{out.name}.part")
+        shutil.copy(produced / f"{onnx_path.stem}_float32.tflite", tmp_out)
+        tmp_out.replace(out)
+
+
+def cascade_inputs(size: int = 192) -> dict[str, list[np.ndarray]]:
+    """The sample face and the cascade's own crops of it (left eye, mirrored right eye, lips)."""
+    import torch
+    from modelzoo.data import sample_face
+    from modelzoo.layers import sample_crop
+
+    model = modelzoo.load_model("face_mesh_cascade", pretrained=modelzoo.has_pretrained("face_mesh_cascade"))
+    x = torch.from_numpy(sample_face(size))
+    with torch.no_grad():
+        mesh, _ = model.mesh(x)
+        eyes, _ = model.eye_crops(x, mesh)
+        c = model.cfg.lips_crop
+        lips = sample_crop(x, model.lips_matrix(mesh), (c, c))
+    return {"image": [x.numpy()], "left_eye": [eyes[:1].numpy()], "right_eye": [eyes[1:2].numpy()],
+            "lips": [lips.numpy()]}
+
+
+# -- Table 1 --------------------------------------------------------------------------------------
+
+@dataclass
+class Table1:
+    runtime: str
+    threads: int
+    runs: int
+    warmup: int
+    device: str
+    rows: dict[str, dict[str, float]]            # name → median/p90/min (ms)
+    ratio: float                                   # cascade sum median / attention mesh median
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"runtime": self.runtime, "threads": self.threads, "runs": self.runs, "warmup": self.warmup,
+                "device": self.device, "rows": self.rows, "ratio": round(self.ratio, 4), "notes": self.notes}
+
+    def format(self) -> str:
+        t = f"Table 1 — {self.runtime}, {self.threads} thread(s), {self.runs} interleaved runs, {self.device}"
+        lines = [t, f"{'model':<30} {'median ms':>10} {'p90 ms':>9} {'min ms':>9}"]
+        for name, r in self.rows.items():
+            lines.append(f"{name:<30} {r['median_ms']:>10.3f} {r['p90_ms']:>9.3f} {r['min_ms']:>9.3f}")
+        lines.append(f"{'cascade / attention mesh':<30} {self.ratio:>10.2f}×")
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def _row(times: Sequence[float]) -> dict[str, float]:
+    s = summarize(times)
+    return {"median_ms": round(s.median_ms, 4), "p90_ms": round(s.p90_ms, 4), "min_ms": round(s.min_ms, 4)}
+
+
+def table1(attention_artifacts: dict[str, Path], parts: dict[str, dict[str, Path]], runtime: str, threads: int = 1,
+           runs: int = 100, warmup: int = 10, progress: Callable[[int], None] | None = None) -> Table1:
+    """Attention mesh vs the cascade (mesh + lips + eye & iris twice), interleaved on one runtime."""
+    fmt = "onnx" if runtime == "onnxruntime" else "tflite"
+    if fmt not in attention_artifacts:
+        raise BenchError(f"the attention mesh build has no {fmt} fp32 artifact for {runtime}")
+    inputs = cascade_inputs()
+    att = Session(attention_artifacts[fmt], runtime, threads)
+    mesh, iris, lips = (Session(parts[p][fmt], runtime, threads) for p in ("mesh", "iris", "lips"))
+    feeds = {"attention": att.prepare(inputs["image"]), "mesh": mesh.prepare(inputs["image"]),
+             "left": iris.prepare(inputs["left_eye"]), "right": iris.prepare(inputs["right_eye"]),
+             "lips": lips.prepare(inputs["lips"])}
+    calls = {"attention mesh": lambda: att(feeds["attention"]), "mesh": lambda: mesh(feeds["mesh"]),
+             "eye & iris (left)": lambda: iris(feeds["left"]), "eye & iris (right)": lambda: iris(feeds["right"]),
+             "lips": lambda: lips(feeds["lips"])}
+    t = interleave(calls, runs, warmup, progress)
+    eyes = [a + b for a, b in zip(t["eye & iris (left)"], t["eye & iris (right)"])]
+    cascade = [m + e + l for m, e, l in zip(t["mesh"], eyes, t["lips"])]
+    rows = {"mesh": _row(t["mesh"]), "lips": _row(t["lips"]), "eye & iris (×2)": _row(eyes),
+            "cascade (sum)": _row(cascade), "attention mesh": _row(t["attention mesh"])}
+    ratio = rows["cascade (sum)"]["median_ms"] / rows["attention mesh"]["median_ms"]
+    notes = ["cascade sum = mesh + lips + eye & iris run twice (both eyes), per round; crops not timed",
+             "lips model has seeded random weights (MediaPipe ships none); its cost does not depend on them"]
+    return Table1(runtime, threads, runs, warmup, host_description(), rows, ratio, notes)
+
+
+# -- ours vs MediaPipe's network ------------------------------------------------------------------
+
+def mediapipe_cuts(cache_dir: Path | None = None) -> dict[str, bytes]:
+    """Custom-op-free cuts of MediaPipe's face_landmark_with_attention.tflite: the backbone (input →
+    mesh, face-flag logit) and the region heads (the three 16×16 crops → region outputs). Only
+    the crop-matrix, sampling and point-transform custom ops are left out."""
+    from modelzoo.fetch import fetch
+    buf = Path(fetch(MEDIAPIPE_MODEL, cache_dir=cache_dir)).read_bytes()
+    return {"backbone": tp.cut_model(buf, ["input_1"], list(MP_BACKBONE_OUT)),
+            "heads": tp.cut_model(buf, list(MP_HEAD_IN), list(MP_HEAD_OUT))}
+
+
+def our_backbone_cut(buf: bytes) -> bytes:
+    """Our attention mesh TFLite cut like MediaPipe's backbone: input → raw mesh head output and
+    face flag (the tensors the crop matrices are computed from)."""
+    model = tp.read_model(buf)
+    sg = model.subgraphs[0]
+    kinds = tp.op_kinds(model)
+    mesh = [int(op.outputs[0]) for op in sg.operators if kinds[op.opcodeIndex] == "CONV_2D"
+            and int(np.prod(sg.tensors[int(op.outputs[0])].shape)) == 1404]
+    if len(mesh) != 1:
+        raise BenchError(f"cannot find the mesh head (a CONV_2D with 1404 outputs) in the model: {len(mesh)} found")
+    return tp.cut_model(buf, [int(sg.inputs[0])], [mesh[0], "face_flag"])
+
+
+@dataclass
+class MediaPipeComparison:
+    threads: int
+    runs: int
+    rows: dict[str, dict[str, float]]
+    ratio: float              # ours full / MediaPipe network (backbone + heads)
+    backbone_ratio: float     # our backbone cut / MediaPipe backbone cut
+    op_counts: dict[str, dict[str, int]]
+
+    def to_json(self) -> dict:
+        return {"threads": self.threads, "runs": self.runs, "rows": self.rows, "ratio": round(self.ratio, 4),
+                "backbone_ratio": round(self.backbone_ratio, 4), "op_counts": self.op_counts}
+
+    def format(self) -> str:
+        lines = [f"Ours vs MediaPipe's network — TFLite XNNPACK, {self.threads} thread(s), {self.runs} interleaved runs",
+                 f"{'model':<44} {'median ms':>10} {'p90 ms':>9} {'min ms':>9}"]
+        for name, r in self.rows.items():
+            lines.append(f"{name:<44} {r['median_ms']:>10.3f} {r['p90_ms']:>9.3f} {r['min_ms']:>9.3f}")
+        lines.append(f"{'ours (full) / MediaPipe (backbone + heads)':<44} {self.ratio:>10.2f}×")
+        lines.append(f"{'our backbone / MediaPipe backbone':<44} {self.backbone_ratio:>10.2f}×")
+        for k, c in self.op_counts.items():
+            lines.append(f"  ops in {k}: " + ", ".join(f"{n} {v}" for n, v in sorted(c.items(), key=lambda x: -x[1])[:8]))
+        return "\n".join(lines)
+
+
+def compare_mediapipe(our_tflite: Path, threads: int = 1, runs: int = 100, warmup: int = 10,
+                      cache_dir: Path | None = None, progress: Callable[[int], None] | None = None
+                      ) -> MediaPipeComparison:
+    from modelzoo.data import sample_face
+    ours = Path(our_tflite).read_bytes()
+    cuts = mediapipe_cuts(cache_dir)
+    ours_bb = our_backbone_cut(ours)
+    x = sample_face(192)
+    rng = np.random.default_rng(0)
+    s_ours, s_bb = Session(ours, "tflite", threads), Session(ours_bb, "tflite", threads)
+    s_mpb, s_mph = Session(cuts["backbone"], "tflite", threads), Session(cuts["heads"], "tflite", threads)
+    f_ours, f_bb, f_mpb = s_ours.prepare([x]), s_bb.prepare([x]), s_mpb.prepare([x])
+    # Head inputs: crops are data for convolutions only (fp32 cost does not depend on values).
+    f_mph = [rng.uniform(0, 1, d["shape"]).astype(np.float32) for d in s_mph.inputs]
+    t = interleave({"ours": lambda: s_ours(f_ours), "ours_bb": lambda: s_bb(f_bb),
+                    "mp_bb": lambda: s_mpb(f_mpb), "mp_heads": lambda: s_mph(f_mph)}, runs, warmup, progress)
+    mp = [a + b for a, b in zip(t["mp_bb"], t["mp_heads"])]
+    rows = {"ours: attention_mesh-fp32.tflite (full)": _row(t["ours"]),
+            "MediaPipe network (backbone + heads)": _row(mp),
+            "ours: backbone cut": _row(t["ours_bb"]),
+            "MediaPipe: backbone cut": _row(t["mp_bb"]),
+            "MediaPipe: region heads cut": _row(t["mp_heads"])}
+    counts = {"ours": dict(tp.histogram(ours)), "MediaPipe backbone+heads": dict(
+        tp.histogram(cuts["backbone"]) + tp.histogram(cuts["heads"]))}
+    return MediaPipeComparison(threads, runs, rows,
+                               rows["ours: attention_mesh-fp32.tflite (full)"]["median_ms"]
+                               / rows["MediaPipe network (backbone + heads)"]["median_ms"],
+                               rows["ours: backbone cut"]["median_ms"] / rows["MediaPipe: backbone cut"]["median_ms"],
+                               counts)
+
+
+# -- the GridSample lowering's share, op by op ----------------------------------------------------
+
+@dataclass
+class LoweringCost:
+    full_ms: float
+    op_sum_ms: float
+    overhead_ms: float
+    groups: dict[str, dict]       # name → {ops, ms, share, share_corrected}
+    sampler_cut_ms: float         # the sampler region cut out and timed as one model
+    top_kinds: list[tuple[str, int, float]]
+
+    def to_json(self) -> dict:
+        return {"full_ms": round(self.full_ms, 4), "op_sum_ms": round(self.op_sum_ms, 4),
+                "overhead_ms": round(self.overhead_ms, 5), "groups": self.groups,
+                "sampler_cut_ms": round(self.sampler_cut_ms, 4),
+                "sampler_cut_share": round(self.sampler_cut_ms / self.full_ms, 4),
+                "top_kinds": [[k, n, round(ms, 4)] for k, n, ms in self.top_kinds]}
+
+    def format(self) -> str:
+        lines = [f"GridSample lowering cost (TFLite XNNPACK, op by op): full model {self.full_ms:.3f} ms, "
+                 f"sum of ops timed alone {self.op_sum_ms:.3f} ms (per-invoke overhead {self.overhead_ms * 1e3:.1f} µs)",
+                 f"{'group':<40} {'ops':>5} {'ms':>8} {'share':>7} {'share−overhead':>15}"]
+        for name, g in self.groups.items():
+            lines.append(f"{name:<40} {g['ops']:>5} {g['ms']:>8.3f} {g['share'] * 100:>6.2f}% "
+                         f"{g['share_corrected'] * 100:>14.2f}%")
+        lines.append(f"sampler region cut out and timed as one model: {self.sampler_cut_ms:.3f} ms "
+                     f"({self.sampler_cut_ms / self.full_ms * 100:.2f}% of the full model)")
+        lines.append("top op kinds: " + ", ".join(f"{k}×{n} {ms:.3f} ms" for k, n, ms in self.top_kinds[:10]))
+        return "\n".join(lines)
+
+
+def _closure(sg, start: set[int], forward: bool, stop: Callable[[int], bool] = lambda i: False,
+             expand: Callable[[int], bool] = lambda i: True) -> set[int]:
+    producer = {int(t): i for i, op in enumerate(sg.operators) for t in op.outputs}
+    consumers: dict[int, list[int]] = {}
+    for i, op in enumerate(sg.operators):
+        for t in op.inputs:
+            consumers.setdefault(int(t), []).append(i)
+    seen, todo = set(), list(start)
+    while todo:
+        i = todo.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        if not expand(i):
+            continue
+        op = sg.operators[i]
+        nxt = ([c for t in op.outputs for c in consumers.get(int(t), [])] if forward
+               else [producer[int(t)] for t in op.inputs if int(t) in producer])
+        todo.extend(j for j in nxt if not stop(j))
+    return seen
+
+
+def sampler_groups(buf: bytes) -> dict[str, set[int]]:
+    """Partition our model's ops: 'crop matrices' (landmarks → 2×3 matrices), 'sampling' (grid +
+    the lowered GridSample: index math, runtime-index GATHERs, weights, mask), 'network' (the rest:
+    backbone, heads, point transforms, assembly). The sampler gathers are the GATHERs with runtime
+    indices (subset/assembly gathers have constant indices); the lowering works on rank ≤ 2
+    tensors, so the region ends at the op that makes the rank-4 crop; the matrix stage is what
+    feeds the 6-element matrix concatenations."""
+    model = tp.read_model(buf)
+    sg = model.subgraphs[0]
+    kinds = tp.op_kinds(model)
+    kind = lambda i: kinds[sg.operators[i].opcodeIndex]  # noqa: E731
+    const = lambda t: tp._is_const(model, sg, t)  # noqa: E731
+    gathers = {i for i, op in enumerate(sg.operators) if kind(i) == "GATHER" and not const(int(op.inputs[1]))}
+    if not gathers:
+        raise BenchError("no runtime-index GATHERs: this model has no lowered sampler")
+    low_rank = lambda i: all(len(sg.tensors[int(t)].shape) < 4 for t in sg.operators[i].outputs)  # noqa: E731
+    mesh_ops = [i for i, op in enumerate(sg.operators) if kind(i) == "CONV_2D"
+                and int(np.prod(sg.tensors[int(op.outputs[0])].shape)) == 1404]
+    backbone = _closure(sg, set(mesh_ops), forward=False)
+    flag = [i for i, op in enumerate(sg.operators) if tp.tensor_name(sg, int(op.outputs[0])) == "face_flag"]
+    backbone |= _closure(sg, set(flag), forward=False)
+    # Past the rank-4 crop only its reshapes/transposes and the in-bounds mask (MUL) belong to sampling.
+    down = _closure(sg, gathers, forward=True, expand=lambda i: low_rank(i) or kind(i) in ("RESHAPE", "TRANSPOSE"))
+    crops = {i for i in down if not low_rank(i) and kind(i) in ("RESHAPE", "TRANSPOSE", "MUL")}
+    if not crops:
+        raise BenchError("the sampler gathers lead to no rank-4 crop tensor")
+    region = _closure(sg, crops, forward=False) - backbone
+    mats = {i for i in region if kind(i) == "CONCATENATION" and int(np.prod(sg.tensors[int(sg.operators[i].outputs[0])].shape)) == 6}
+    matrix = _closure(sg, mats, forward=False) & region
+    sampling = region - matrix
+    network = set(range(len(sg.operators))) - region
+    return {"crop matrices (Landmarks2TransformMatrix)": matrix,
+            "sampling: grid + lowered GridSample": sampling, "network (backbone, heads, rest)": network}
+
+
+def lowering_cost(our_tflite: Path, threads: int = 1, runs: int = 30, warmup: int = 5,
+                  full_runs: int = 200) -> LoweringCost:
+    from modelzoo.data import sample_face
+    buf = Path(our_tflite).read_bytes()
+    x = sample_face(192).transpose(0, 2, 3, 1).copy()
+    groups = sampler_groups(buf)
+    prof = tp.op_profile(buf, [x], threads=threads, runs=runs, warmup=warmup)
+    full = float(np.median(tp.time_interpreter(tp.interpreter(buf, threads), [x], full_runs, warmup)))
+    out = {}
+    for name, idx in groups.items():
+        out[name] = {"ops": len(idx), "ms": round(sum(o.median_ms for o in prof.ops if o.index in idx), 4),
+                     "share": round(prof.share(idx), 4), "share_corrected": round(prof.share(idx, corrected=True), 4),
+                     "kinds": {k: n for k, n, _ in prof.by_kind(idx)}}
+    # Cross-check: the sampling region as one model between its boundary tensors.
+    model = tp.read_model(buf)
+    sg = model.subgraphs[0]
+    sampling = groups["sampling: grid + lowered GridSample"] | groups["crop matrices (Landmarks2TransformMatrix)"]
+    produced = {int(t) for i in sampling for t in sg.operators[i].outputs}
+    ins = sorted({int(t) for i in sampling for t in sg.operators[i].inputs
+                  if int(t) >= 0 and int(t) not in produced and not tp._is_const(model, sg, int(t))})
+    used_outside = {int(t) for i, op in enumerate(sg.operators) if i not in sampling for t in op.inputs}
+    outs = sorted(t for t in produced if t in used_outside or t in {int(o) for o in sg.outputs})
+    cut = tp.cut_model(buf, ins, outs)
+    values = tp.all_tensors(buf, [x])
+    cut_ms = float(np.median(tp.time_interpreter(tp.interpreter(cut, threads), [values[t] for t in ins],
+                                                 full_runs, warmup)))
+    return LoweringCost(full, prof.total_ms, prof.overhead_ms, out, cut_ms, prof.by_kind())
+
+
+# -- everything for `meshport bench --compare` ------------------------------------------------------
+
+def run_compare(models: Sequence[str], build_dir: Path | str, runtimes: Sequence[str] = COMPARE_RUNTIMES,
+                threads: int = 1, runs: int = 100, warmup: int = 10, mediapipe: bool = True,
+                lowering: bool = True, cache_dir: Path | None = None,
+                progress: Callable[[str], None] | None = None, tick: Callable[[int], None] | None = None) -> dict:
+    """Table 1 per runtime, ours vs MediaPipe, and the lowering's share; written to
+    <build>/<attention model>/compare.json and returned."""
+    if list(models) != ["attention_mesh", "face_mesh_cascade"]:
+        raise BenchError("--compare supports exactly: attention_mesh face_mesh_cascade (the paper's Table 1)")
+    say = progress or (lambda m: None)
+    root, record = find_build("attention_mesh", build_dir)
+    arts = {a["format"]: root / a["path"] for a in record["artifacts"] if a["precision"] == "fp32"
+            and a["format"] in ("onnx", "tflite")}
+    fmts = sorted({"onnx" if r == "onnxruntime" else "tflite" for r in runtimes})
+    missing = [f for f in fmts if f not in arts]
+    if missing:
+        raise BenchError(f"the attention_mesh build under {build_dir} lacks {missing} fp32; run "
+                         f"`meshport build attention_mesh --out {build_dir} --formats onnx,tflite --precisions fp32`")
+    parts = export_cascade_parts(Path(build_dir) / "face_mesh_cascade" / "parts", fmts, say)
+    out: dict = {"tool_versions": tool_versions(), "device": host_description(), "table1": []}
+    for rt in runtimes:
+        say(f"Table 1 on {rt}")
+        out["table1"].append(table1(arts, parts, rt, threads, runs, warmup, tick).to_json())
+    if mediapipe and "tflite" in arts:
+        say("ours vs MediaPipe's network")
+        out["mediapipe"] = compare_mediapipe(arts["tflite"], threads, runs, warmup, cache_dir, tick).to_json()
+    if lowering and "tflite" in arts:
+        say("GridSample lowering, op by op (~1–2 min)")
+        out["lowering"] = lowering_cost(arts["tflite"], threads).to_json()
+    path = root / "compare.json"
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)
+    out["path"] = str(path)
+    return out
