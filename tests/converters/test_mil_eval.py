@@ -93,3 +93,30 @@ def test_unsupported_variants_are_refused_by_name():
 def test_leaky_relu():
     x = np.array([-2.0, 0.0, 3.0], np.float32)
     np.testing.assert_allclose(run("leaky_relu", x=x, alpha=0.25), [-0.5, 0.0, 3.0])
+
+
+def test_remaining_arithmetic_ops():
+    x, y = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(run("add", x=x, y=y), x + y)
+    np.testing.assert_allclose(run("mul", x=x, y=y), x * y)
+    np.testing.assert_allclose(run("sqrt", x=np.abs(x)), np.sqrt(np.abs(x)))
+    np.testing.assert_allclose(run("reduce_max", x=x, axes=np.array([1]), keep_dims=True), x.max(1, keepdims=True))
+    np.testing.assert_allclose(run("reduce_sum", x=x, axes=np.array([0]), keep_dims=False), x.sum(0), rtol=1e-6)
+    np.testing.assert_allclose(run("maximum", x=x, y=y), np.maximum(x, y))
+    np.testing.assert_array_equal(run("transpose", x=x, perm=np.array([1, 0])), x.T)
+    np.testing.assert_array_equal(run("slice_by_index", x=x, begin=np.array([1, 0]), end=np.array([3, 4]),
+                                      stride=np.array([1, 2])), x[1:3, 0:4:2])
+
+
+TESTED_OPS = {"add", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
+              "leaky_relu", "cast", "reshape", "transpose", "concat", "stack", "gather", "slice_by_index",
+              "reduce_min", "reduce_max", "reduce_mean", "reduce_sum", "pad", "conv", "max_pool", "resample"}
+
+
+@pytest.mark.slow
+def test_every_op_of_our_programs_has_a_unit_test(full_build):
+    from converters.mil_eval import MILProgram
+    root, _ = full_build
+    for precision in ("fp32", "fp16"):
+        ops = set(MILProgram(root / f"attention_mesh-{precision}.mlpackage").op_types) - {"const"}
+        assert ops <= TESTED_OPS, ops - TESTED_OPS
