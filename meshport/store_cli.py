@@ -7,7 +7,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 
 def _store(args: argparse.Namespace):
@@ -284,25 +284,3 @@ def add_store_commands(sub: Any) -> None:
     p.add_argument("spec", metavar="SPEC", help="version or spec, e.g. 1.2.3 or ^1.2")
     _store_args(p)
     p.set_defaults(func=_cmd_alias)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="meshport", description="Publish, serve, pull and verify model versions.")
-    add_store_commands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (`python -m meshport.store_cli`), with the same error handling as `meshport`."""
-    args = build_parser().parse_args(argv)
-    from modelzoo.errors import MeshportError
-    try:
-        return args.func(args)
-    except (MeshportError, FileNotFoundError, KeyError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"meshport: error: {msg}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

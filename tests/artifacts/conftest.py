@@ -95,7 +95,7 @@ def store_copy(published, tmp_path) -> Path:
 def served(published):
     """`meshport serve` (the real CLI command, in its own process) on 127.0.0.1 and a free port."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "meshport.store_cli", "serve", "--store", str(published),
+    proc = subprocess.Popen([sys.executable, "-m", "meshport", "serve", "--store", str(published),
                              "--port", "0", "--host", "127.0.0.1", "-q"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line: list[str] = []

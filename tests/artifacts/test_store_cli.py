@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from meshport.store_cli import add_store_commands, build_parser, main
+from meshport.cli import build_parser, main
+from meshport.store_cli import add_store_commands
 
 MODEL = "attention_mesh"
 COMMANDS = [["publish"], ["pull"], ["ls"], ["serve"], ["keygen"], ["verify"], ["store"], ["store", "fsck"],

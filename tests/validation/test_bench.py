@@ -367,7 +367,7 @@ def test_mediapipe_network_cuts_are_custom_op_free():
     try:
         cuts = mediapipe_cuts()
     except (IntegrityError, OSError) as exc:   # no cached wheel and no network
-        pytest.skip(f"MediaPipe's model is not available offline: {exc}")
+        pytest.skip(reason=f"MediaPipe's model is not available offline: {exc}")
     custom = {"Landmarks2TransformMatrix", "TransformTensorBilinear", "TransformLandmarks"}
     for name, buf in cuts.items():
         assert not custom & set(tp.histogram(buf)), name
