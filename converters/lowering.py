@@ -109,28 +109,33 @@ def lower_gridsample(model):
             high = node("Clip", [node("Sub", [const(float(size)), ci], p), const(0.0), const(1.0)], p)
             return node("Mul", [low, high], p)
 
+        # Per axis, once: the two neighbours' clamped coordinate and their weight (bilinear ×
+        # in-range); per column neighbour also its pair index and the weights of the even/odd
+        # tables. Per corner only the flat index, one product and the gathers remain.
+        cols = []
+        for dx, wx in ((0, gx1), (1, fx)):
+            xi = node("Add", [x0, const(float(dx))], p)
+            xc = node("Clip", [xi, const(0.0), const(float(w_in - 1))], p)
+            wxv = node("Mul", [wx, valid(xi, w_in)], p)
+            if split == 1:
+                cols.append((xc, [wxv]))
+            else:
+                pair = node("Floor", [node("Mul", [xc, const(0.5)], p)], p)
+                odd = node("Sub", [xc, node("Mul", [pair, const(2.0)], p)], p)   # 0 or 1
+                cols.append((pair, [node("Mul", [wxv, node("Sub", [const(1.0), odd], p)], p),
+                                    node("Mul", [wxv, odd], p)]))
         acc = None
         for dy, wy in ((0, gy1), (1, fy)):
             yi = node("Add", [y0, const(float(dy))], p)
             yc = node("Clip", [yi, const(0.0), const(float(h_in - 1))], p)
             row = node("Mul", [yc, const(float(w_in // split))], p)
-            wy = node("Mul", [wy, valid(yi, h_in)], p)
-            for dx, wx in ((0, gx1), (1, fx)):
-                xi = node("Add", [x0, const(float(dx))], p)
-                xc = node("Clip", [xi, const(0.0), const(float(w_in - 1))], p)
-                wgt = node("Mul", [node("Mul", [wx, valid(xi, w_in)], p), wy], p)
-                if split == 1:
-                    picks = [(xc, wgt)]
-                    pair = xc
-                else:
-                    pair = node("Floor", [node("Mul", [xc, const(0.5)], p)], p)
-                    odd = node("Sub", [xc, node("Mul", [pair, const(2.0)], p)], p)   # 0 or 1
-                    picks = [(None, node("Mul", [wgt, node("Sub", [const(1.0), odd], p)], p)),
-                             (None, node("Mul", [wgt, odd], p))]
+            wyv = node("Mul", [wy, valid(yi, h_in)], p)
+            for pair, col_weights in cols:
                 idx = node("Cast", [node("Add", [row, pair], p)], p, to=TensorProto.INT32)
-                for table, (_, w_pick) in zip(tables, picks):
+                for table, wx_pick in zip(tables, col_weights):
                     vals = node("Gather", [table, idx], p, axis=0)                  # (h·w, C)
-                    term = node("Mul", [vals, node("Unsqueeze", [w_pick, const([1], np.int64)], p)], p)
+                    w_pick = node("Unsqueeze", [node("Mul", [wx_pick, wyv], p), const([1], np.int64)], p)
+                    term = node("Mul", [vals, w_pick], p)
                     acc = term if acc is None else node("Add", [acc, term], p)
         out = node("Reshape", [acc, const([1, h, w, c], np.int64)], p)
         new_nodes.append(helper.make_node("Transpose", [out], [n.output[0]], name=f"{p}_out", perm=[0, 3, 1, 2]))
