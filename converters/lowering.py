@@ -17,6 +17,7 @@ from .base import ConversionError
 
 STEP = "onnx-lower-gridsample"
 FP16_EXACT = 2048  # fp16 represents every integer up to 2048 exactly
+LOWERED_OUT = "/lowered_gridsample_out"  # name suffix of each lowered sampler's output node
 
 
 def lower_gridsample(model):
@@ -138,7 +139,7 @@ def lower_gridsample(model):
                     term = node("Mul", [vals, w_pick], p)
                     acc = term if acc is None else node("Add", [acc, term], p)
         out = node("Reshape", [acc, const([1, h, w, c], np.int64)], p)
-        new_nodes.append(helper.make_node("Transpose", [out], [n.output[0]], name=f"{p}_out", perm=[0, 3, 1, 2]))
+        new_nodes.append(helper.make_node("Transpose", [out], [n.output[0]], name=f"{p}{LOWERED_OUT}", perm=[0, 3, 1, 2]))
     new_nodes = _drop_dead(new_nodes, {o.name for o in model.graph.output})
     graph = helper.make_graph(new_nodes, model.graph.name, list(model.graph.input), list(model.graph.output),
                               list(model.graph.initializer) + inits)
@@ -202,3 +203,30 @@ def _unnormalised(plane: str, producer: dict, consts: dict, size: int) -> str | 
                                                                   rtol=1e-6, atol=0):
             return mul.input[c]
     return None
+
+
+def sum_residual_adds(model):
+    """Turn 4-D Adds of two runtime tensors that precede the lowered samplers into `Sum`.
+
+    onnx2tf 1.29's Add has a "rescue guard" that compares its NHWC result with the ONNX (NCHW)
+    output shape, finds them different and transposes both inputs to NCHW; the following
+    PReLUs and depthwise convolutions then fall back to slow forms wrapped in TRANSPOSEs. Its
+    Sum has no such guard and lowers to ADD_N. Adds downstream of the lowered samplers are left
+    alone: there the guard is what reconciles the crop's layout. Returns (model, count)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(model)
+    rank = {vi.name: len(vi.type.tensor_type.shape.dim)
+            for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
+    static = {i.name for i in model.graph.initializer} | \
+        {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    downstream: set[str] = set()
+    count = 0
+    for n in model.graph.node:  # topological order
+        if n.name.endswith(LOWERED_OUT) or any(i in downstream for i in n.input):
+            downstream.update(n.output)
+            continue
+        if n.op_type == "Add" and len(n.input) == 2 and all(rank.get(i) == 4 and i not in static for i in n.input):
+            n.op_type = "Sum"
+            count += 1
+    return model, count

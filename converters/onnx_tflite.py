@@ -23,7 +23,7 @@ from modelzoo.spec import ModelSpec
 from . import gate
 from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
-from .lowering import lower_gridsample
+from .lowering import lower_gridsample, sum_residual_adds
 from .tflite_passes import op_histogram, rename_io, strip_gather_guards
 
 STEP = "onnx->tflite"
@@ -101,10 +101,11 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
         simplified, ok = simplify(proto)
         if not ok:
             raise ConversionError(STEP, "onnxsim could not validate the simplified model")
-        lowered = lower_gridsample(simplified)
+        lowered, n_sums = sum_residual_adds(lower_gridsample(simplified))
         lowered_path = work / f"{spec.id}.onnx"
         onnx.save(lowered, str(lowered_path))
         produced = _onnx2tf(lowered_path, work, spec, quantize="int8" in out_paths)
+        prepass = {"gridsample_lowered": True, "residual_adds_as_sum": n_sums}
         artifacts = []
         for precision, out_path in out_paths.items():
             rejected: list[dict] = []
@@ -120,7 +121,7 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
                         raise
                     rejected.append({"variant": variant, "reason": str(exc).splitlines()[0][:300]})
                     continue
-                art.record.update({"variant": variant, "rejected_variants": rejected,
+                art.record.update({"variant": variant, "rejected_variants": rejected, "onnx_prepass": prepass,
                                    "seconds": round(time.perf_counter() - t0, 3)})
                 artifacts.append(art)
                 break

@@ -60,8 +60,12 @@ def test_lowered_real_models_match_their_onnx(model_id, tmp_path):
     spec = modelzoo.get_spec(model_id)
     art = get_step("torch->onnx")(modelzoo.load_model(model_id), spec, tmp_path / "m.onnx")
     from onnxsim import simplify
+    from converters.lowering import sum_residual_adds
     proto, _ = simplify(onnx.load(str(art.path)))
-    low = lower_gridsample(proto)
+    low, sums = sum_residual_adds(lower_gridsample(proto))
+    # The backbone's residual adds (2 blocks × 6 stages + neck + …) become Sum; none after a sampler.
+    ops = [n for n in low.graph.node if n.op_type == "Sum"]
+    assert sums == len(ops) == 18 and not any("regions" in n.name or "/lips/" in n.name for n in ops)
     a = ort.InferenceSession(str(art.path))
     b = ort.InferenceSession(low.SerializeToString())
     n = spec.inputs[0].shape[-1]
