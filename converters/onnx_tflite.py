@@ -24,7 +24,7 @@ from . import gate
 from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample, sum_residual_adds
-from .tflite_passes import op_histogram, rename_io, strip_gather_guards
+from .tflite_passes import fuse_prelu, op_histogram, rename_io, strip_gather_guards
 
 STEP = "onnx->tflite"
 # onnx2tf looks for this file in its working directory before downloading one.
@@ -136,11 +136,14 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
         raise ConversionError(STEP, f"onnx2tf produced no {path.name}")
     raw = path.read_bytes()
     stripped, n_guards = strip_gather_guards(raw)
+    fused, n_prelu = fuse_prelu(stripped)
     probe = nhwc(gate.seeded_input(spec, seed=1))
-    before, after = run_tflite(raw, {in_name: probe}), run_tflite(stripped, {in_name: probe})
-    if any(not np.array_equal(before[k], after[k]) for k in before):
-        raise ConversionError(STEP, "removing the gather guards changed the outputs")
-    final = rename_io(stripped, [in_name], [o.name for o in spec.outputs])
+    before = run_tflite(raw, {in_name: probe})
+    for label, candidate in (("removing the gather guards", stripped), ("re-fusing PReLUs", fused)):
+        after = run_tflite(candidate, {in_name: probe})
+        if any(not np.allclose(before[k], after[k], rtol=1e-6, atol=1e-6) for k in before):
+            raise ConversionError(STEP, f"{label} changed the outputs")
+    final = rename_io(fused, [in_name], [o.name for o in spec.outputs])
     with atomic_output(out_path) as tmp_out:
         tmp_out.write_bytes(final)
         gpu = _gpu_report(tmp_out, require_gpu)
@@ -152,7 +155,8 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
     return Artifact(out_path, "tflite", precision, _io(spec, "NHWC"), _io(spec, None), record={
         "step": STEP, "options": {"require_gpu": require_gpu,
                                   "lowering": "GridSample → 1-D int32 GATHERs, fp16-exact float index math"},
-        "quick_parity": parity, "gather_guards_removed": n_guards, "op_counts": op_histogram(final),
+        "quick_parity": parity, "gather_guards_removed": n_guards, "prelu_refused": n_prelu,
+        "op_counts": op_histogram(final),
         "gpu_check": gpu}).finalize()
 
 

@@ -54,7 +54,7 @@ def _const(model, sg, tensor: int) -> np.ndarray | None:
     data = model.buffers[t.buffer].data
     if data is None or len(data) == 0:
         return None
-    dtype = {2: np.int32, 4: np.int64, 0: np.float32}.get(t.type)
+    dtype = {2: np.int32, 4: np.int64, 0: np.float32, 1: np.float16}.get(t.type)
     return None if dtype is None else np.frombuffer(bytes(data), dtype=dtype)
 
 
@@ -153,3 +153,96 @@ def op_histogram(buf: bytes) -> dict[str, int]:
     for op in model.subgraphs[0].operators:
         counts[kinds[op.opcodeIndex]] = counts.get(kinds[op.opcodeIndex], 0) + 1
     return dict(sorted(counts.items()))
+
+
+def fuse_prelu(buf: bytes) -> tuple[bytes, int]:
+    """Re-fuse PReLUs that onnx2tf emitted as `relu(x) + (x − |x|)·c` (its fallback when it could
+    not build a native PReLU) into one PRELU with alpha = 2c, where x is NHWC and c is a constant
+    per-channel vector on the last axis (the form the GPU delegate and XNNPACK run natively).
+    Callers verify numerically that the model computes the same before and after."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = _load(buf)
+    kinds = _op_names(model)
+    sg = model.subgraphs[0]
+    producer = {int(t): op for op in sg.operators for t in op.outputs}
+
+    def made_by(t: int, kind: str):
+        op = producer.get(int(t))
+        return op if op is not None and kinds[op.opcodeIndex] == kind else None
+
+    prelu_code = _opcode(model, schema.BuiltinOperator.PRELU)
+    kinds = _op_names(model)
+    fused = 0
+    for pos, add in enumerate(list(sg.operators)):
+        if kinds[add.opcodeIndex] != "ADD" or len(add.inputs) != 2:
+            continue
+        if add.builtinOptions is not None and getattr(add.builtinOptions, "fusedActivationFunction", 0):
+            continue
+        for a, b in ((0, 1), (1, 0)):
+            relu, mul = made_by(add.inputs[a], "RELU"), made_by(add.inputs[b], "MUL")
+            if relu is None or mul is None:
+                continue
+            x = int(relu.inputs[0])
+            const_t = next((int(t) for t in mul.inputs if _weight(model, sg, int(t), producer, kinds) is not None), None)
+            c = None if const_t is None else _weight(model, sg, const_t, producer, kinds)
+            sub = next((made_by(t, "SUB") for t in mul.inputs if made_by(t, "SUB") is not None), None)
+            if c is None or sub is None or int(sub.inputs[0]) != x:
+                continue
+            absop = made_by(sub.inputs[1], "ABS")
+            shape = list(sg.tensors[x].shape)
+            if absop is None or int(absop.inputs[0]) != x or len(shape) != 4 or c.size != shape[-1]:
+                continue
+            c_shape = list(sg.tensors[const_t].shape)
+            if any(d != 1 for d in c_shape[:-1]):
+                continue  # not a last-axis (NHWC channel) vector
+            alpha = _add_const(model, sg, (2.0 * c).astype(np.float32).reshape(1, 1, -1), f"prelu_alpha_{fused}")
+            op = schema.OperatorT()
+            op.opcodeIndex = prelu_code
+            op.inputs = np.array([x, alpha], dtype=np.int32)
+            op.outputs = np.array(add.outputs, dtype=np.int32)
+            sg.operators[pos] = op
+            fused += 1
+            break
+    if fused:
+        _drop_dead_ops(sg)
+    return _save(model), fused
+
+
+def _weight(model, sg, tensor: int, producer: dict, kinds: list[str]) -> np.ndarray | None:
+    """A constant as float32: stored directly, or behind a DEQUANTIZE of fp16 weights."""
+    value = _const(model, sg, tensor)
+    if value is not None:
+        return value.astype(np.float32)
+    op = producer.get(tensor)
+    if op is not None and kinds[op.opcodeIndex] == "DEQUANTIZE":
+        value = _const(model, sg, int(op.inputs[0]))
+        return None if value is None else value.astype(np.float32)
+    return None
+
+
+def _opcode(model, builtin: int) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+    for i, oc in enumerate(model.operatorCodes):
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == builtin and not oc.customCode:
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode = builtin
+    oc.deprecatedBuiltinCode = min(builtin, 127)
+    oc.version = 1
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _add_const(model, sg, value: np.ndarray, name: str) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(value.tobytes(), dtype=np.uint8)
+    model.buffers.append(buf)
+    t = schema.TensorT()
+    t.shape = np.array(value.shape, dtype=np.int32)
+    t.type = schema.TensorType.FLOAT32
+    t.buffer = len(model.buffers) - 1
+    t.name = name.encode()
+    sg.tensors.append(t)
+    return len(sg.tensors) - 1

@@ -93,6 +93,7 @@ def test_tflite_artifacts_are_gpu_clean(built):
         ops = op_histogram(data)
         assert not {"CUSTOM", "FlexDelegate", "LESS", "SELECT", "SELECT_V2", "GATHER_ND"} & set(ops), ops
         assert a["gather_guards_removed"] == 24        # 3 crops × 4 corners × 2 column tables
+        assert a["prelu_refused"] >= 18 and ops["PRELU"] >= 25   # backbone PReLUs native again
         assert a["gpu_check"]["ok"] is True
         assert a["inputs"][0]["layout"] == "NHWC" and a["inputs"][0]["shape"] == [1, 192, 192, 3]
 
