@@ -34,6 +34,26 @@ class IOSpec:
     layout: str | None = None
 
 
+def static_shape(shape: tuple[int | None, ...]) -> tuple[int, ...]:
+    """A spec shape with the dynamic batch fixed to 1 (artifacts are built for batch 1)."""
+    return tuple(1 if d is None else d for d in shape)
+
+
+def io_specs(spec, image_layout: str | None = None,
+             input_dtype: str | None = None) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
+    """The artifact's I/O record from the model spec; `image_layout="NHWC"` records a 4-D NCHW
+    input transposed to NHWC (TFLite), `input_dtype` overrides the input dtype."""
+    ins = []
+    for t in spec.inputs:
+        shape, layout = static_shape(t.shape), t.layout
+        if image_layout and image_layout != layout and len(shape) == 4 and layout == "NCHW":
+            n, c, h, w = shape
+            shape, layout = (n, h, w, c), image_layout
+        ins.append(IOSpec(t.name, shape, input_dtype or t.dtype, layout))
+    outs = tuple(IOSpec(t.name, static_shape(t.shape), t.dtype, t.layout) for t in spec.outputs)
+    return tuple(ins), outs
+
+
 @dataclass
 class Artifact:
     path: Path

@@ -15,7 +15,7 @@ import torch
 from modelzoo.spec import ModelSpec
 
 from . import gate
-from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
+from .base import Artifact, ConversionError, atomic_output, io_specs, register_step, static_shape
 from .mil_eval import MILProgram
 
 STEP = "torch->coreml"
@@ -33,7 +33,7 @@ def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str
         raise ConversionError(STEP, f"unsupported Core ML precision(s) {unknown}; supported: {list(PRECISIONS)}")
     names = [o.name for o in spec.outputs]
     (inp,) = spec.inputs
-    shape = tuple(1 if d is None else d for d in inp.shape)
+    shape = static_shape(inp.shape)
     feeds = gate.gate_inputs(spec)
     refs = {k: gate.torch_reference(model, v) for k, v in feeds.items()}
     t0 = time.perf_counter()
@@ -70,9 +70,7 @@ def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str
                 got = program.run({inp.name: x})
                 gots[feed] = {k: v.astype(np.float32) for k, v in got.items()}
             parity = gate.check(STEP, spec, "coreml", precision, refs, gots)
-        ins = (IOSpec(inp.name, shape, program.input_dtypes[inp.name].__name__, inp.layout),)
-        outs = tuple(IOSpec(o.name, tuple(1 if d is None else d for d in o.shape), o.dtype, o.layout)
-                     for o in spec.outputs)
+        ins, outs = io_specs(spec, input_dtype=program.input_dtypes[inp.name].__name__)
         artifacts.append(Artifact(out_path, "coreml", precision, ins, outs, record={
             "step": STEP, "options": {"minimum_deployment_target": "iOS16", "convert_to": "mlprogram"},
             "seconds": round(time.perf_counter() - t0, 3), "quick_parity": parity,

@@ -21,7 +21,7 @@ from modelzoo.data import face_calibration_set
 from modelzoo.spec import ModelSpec
 
 from . import gate
-from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
+from .base import Artifact, ConversionError, atomic_output, io_specs, register_step
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample, sum_residual_adds
 from .tflite_passes import fuse_prelu, op_histogram, rename_io, strip_gather_guards
@@ -152,20 +152,12 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
             got = run_tflite(tmp_out, {in_name: nhwc(x)})
             gots[feed] = {k: v.reshape(refs[feed][k].shape) for k, v in got.items()}
         parity = gate.check(STEP, spec, "tflite", precision, refs, gots)
-    return Artifact(out_path, "tflite", precision, _io(spec, "NHWC"), _io(spec, None), record={
+    return Artifact(out_path, "tflite", precision, *io_specs(spec, image_layout="NHWC"), record={
         "step": STEP, "options": {"require_gpu": require_gpu,
                                   "lowering": "GridSample → 1-D int32 GATHERs, fp16-exact float index math"},
         "quick_parity": parity, "gather_guards_removed": n_guards, "prelu_refused": n_prelu,
         "op_counts": op_histogram(final),
         "gpu_check": gpu}).finalize()
-
-
-def _io(spec: ModelSpec, image_layout: str | None) -> tuple[IOSpec, ...]:
-    if image_layout:
-        (t,) = spec.inputs
-        n, c, h, w = (1 if d is None else d for d in t.shape)
-        return (IOSpec(t.name, (n, h, w, c), t.dtype, image_layout),)
-    return tuple(IOSpec(t.name, tuple(1 if d is None else d for d in t.shape), t.dtype, t.layout) for t in spec.outputs)
 
 
 def _gpu_report(path: Path, require: bool) -> dict:

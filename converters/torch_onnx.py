@@ -12,7 +12,7 @@ import torch
 from modelzoo.spec import ModelSpec
 
 from . import gate
-from .base import Artifact, ConversionError, IOSpec, atomic_output, register_step
+from .base import Artifact, ConversionError, atomic_output, io_specs, register_step
 
 STEP = "torch->onnx"
 
@@ -27,14 +27,6 @@ class _SpecOrder(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(x)
         return tuple(out[n] for n in self.names)
-
-
-def io_specs(spec: ModelSpec) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
-    def fix(shape: tuple[int | None, ...]) -> tuple[int, ...]:
-        return tuple(1 if d is None else d for d in shape)
-    ins = tuple(IOSpec(t.name, fix(t.shape), t.dtype, t.layout) for t in spec.inputs)
-    outs = tuple(IOSpec(t.name, fix(t.shape), t.dtype, t.layout) for t in spec.outputs)
-    return ins, outs
 
 
 @register_step(STEP)

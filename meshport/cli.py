@@ -90,19 +90,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _print_parity_summary(v) -> None:
     """Worst error per candidate over all inputs: max px and mean % IOD (faces)."""
-    worst: dict[str, dict] = {}
-    for e in v.edges:
-        if e.reference != "pytorch":
-            continue
-        lm = next((o for o in e.outputs if o.name == "landmarks"), None)
-        w = worst.setdefault(e.candidate, {"max_px": 0.0, "iod": 0.0, "passed": True})
-        w["passed"] &= e.passed
-        if lm and lm.landmarks:
-            w["max_px"] = max(w["max_px"], lm.landmarks["all"]["max_px"])
-            w["iod"] = max(w["iod"], lm.landmarks["all"]["mean_iod_pct"] or 0.0)
+    from validation.compare import worst_by_candidate
+
     print(f"{'candidate (vs PyTorch)':<44} {'max px':>10} {'mean %IOD':>10}  verdict")
-    for cand, w in worst.items():
-        print(f"{cand:<44} {w['max_px']:>10.2e} {w['iod']:>10.4f}  {'pass' if w['passed'] else 'FAIL'}")
+    for cand, w in worst_by_candidate(v.edges).items():
+        print(f"{cand:<44} {w['max_px']:>10.2e} {w['iod'] or 0.0:>10.4f}  {'pass' if w['passed'] else 'FAIL'}")
 
 
 def _cmd_release(args: argparse.Namespace) -> int:

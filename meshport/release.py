@@ -85,17 +85,14 @@ def _already_released(store, model: str, version: str, record_path: Path) -> boo
 
 
 def _rows(record_path: Path, v, records) -> list[dict]:
-    worst: dict[str, dict] = {}
-    for e in v.edges:
-        if e.reference != "pytorch":
-            continue
-        path = e.candidate.split("@")[0]
-        lm = next((o for o in e.outputs if o.name == "landmarks"), None)
-        w = worst.setdefault(path, {"max_px": 0.0, "iod": None})
-        if lm and lm.landmarks:
-            w["max_px"] = max(w["max_px"], lm.landmarks["all"]["max_px"])
-            if lm.landmarks["all"]["mean_iod_pct"] is not None:
-                w["iod"] = max(w["iod"] or 0.0, lm.landmarks["all"]["mean_iod_pct"])
+    from validation.compare import worst_by_candidate
+
+    worst: dict[str, dict] = {}   # per artifact, over its runners
+    for cand, w in worst_by_candidate(v.edges).items():
+        agg = worst.setdefault(cand.split("@")[0], {"max_px": 0.0, "iod": None})
+        agg["max_px"] = max(agg["max_px"], w["max_px"])
+        if w["iod"] is not None:
+            agg["iod"] = max(agg["iod"] or 0.0, w["iod"])
     fastest: dict[str, tuple[float, str]] = {}
     for r in records:
         if r.threads in (1, None) and r.median_ms is not None:

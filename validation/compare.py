@@ -116,3 +116,20 @@ def failure_table(edges: list[EdgeResult]) -> str:
             if not o.passed:
                 lines.append(f"  {e.reference} → {e.candidate} [{e.input_set}] {o.name}: " + "; ".join(o.failures))
     return "\n".join(lines)
+
+
+def worst_by_candidate(edges: list[EdgeResult]) -> dict[str, dict]:
+    """Per candidate (vs PyTorch), over all inputs: worst landmark max px, worst mean % IOD
+    (faces; None when no face input), and whether every edge passed."""
+    worst: dict[str, dict] = {}
+    for e in edges:
+        if e.reference != "pytorch":
+            continue
+        w = worst.setdefault(e.candidate, {"max_px": 0.0, "iod": None, "passed": True})
+        w["passed"] &= e.passed
+        lm = next((o for o in e.outputs if o.name == "landmarks"), None)
+        if lm and lm.landmarks:
+            w["max_px"] = max(w["max_px"], lm.landmarks["all"]["max_px"])
+            if lm.landmarks["all"]["mean_iod_pct"] is not None:
+                w["iod"] = max(w["iod"] or 0.0, lm.landmarks["all"]["mean_iod_pct"])
+    return worst
