@@ -8,7 +8,7 @@ from .registry import entry, get_spec, has_pretrained, list_models, load_model, 
 from .spec import ModelSpec, TensorSpec, Tolerance, WeightsSpec
 
 # Importing the model folders registers them.
-from . import attention_mesh, attention_mesh_paper, face_mesh_cascade  # noqa: E402,F401
+from . import attention_mesh, attention_mesh_paper, face_detector, face_mesh_cascade  # noqa: E402,F401
 
 __all__ = [
     "IntegrityError", "InputContractError", "MeshportError", "RegistryError", "UnknownModelError",

@@ -112,7 +112,15 @@ class GraphWalker:
         if len(skip) != 1 or not self._is_skip_of(skip[0], tensor, block):
             raise WeightImportError(f"{self.g.source}: residual of {prefix} (op {add.index}) is not the "
                                     f"block input{' through max-pool' if block.stride == 2 else ''}")
+        if isinstance(block.act, nn.ReLU):
+            return self.relu(add.outputs[0])
         return self._prelu(add.outputs[0], f"{prefix}.act")
+
+    def relu(self, tensor: int) -> int:
+        """The RELU consuming `tensor` (no parameters; checked, not assigned)."""
+        op = self.g.only(self.g.consumers_of(tensor, "RELU"), f"RELU after {self.g.tensor(tensor).name!r}")
+        self.visited.add(op.index)
+        return op.outputs[0]
 
     def _is_skip_of(self, skip: int, block_in: int, block: BlazeBlock) -> bool:
         t = skip

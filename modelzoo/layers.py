@@ -47,19 +47,21 @@ class ConvPReLU(nn.Module):
 
 
 class BlazeBlock(nn.Module):
-    """depthwise 3×3 (+bias) → 1×1 conv (+bias) → + skip → per-channel PReLU.
+    """depthwise 3×3 (+bias) → 1×1 conv (+bias) → + skip → per-channel PReLU (or ReLU).
 
     Stride 2 pads right/bottom only (TF-SAME) and its skip is a 2×2 max-pool; extra output
     channels of the skip are zeros (channel padding), as in MediaPipe's models."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1):
+    def __init__(self, cin: int, cout: int, stride: int = 1, act: str = "prelu"):
         super().__init__()
         if cout < cin:
             raise ValueError(f"BlazeBlock cannot shrink channels ({cin}→{cout})")
+        if act not in ("prelu", "relu"):
+            raise ValueError(f"BlazeBlock activation is 'prelu' or 'relu', not {act!r}")
         self.cin, self.cout, self.stride = cin, cout, stride
         self.dw = SamePadConv(cin, cin, 3, stride, groups=cin)
         self.pw = nn.Conv2d(cin, cout, 1)
-        self.act = nn.PReLU(cout)
+        self.act = nn.PReLU(cout) if act == "prelu" else nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.pw(self.dw(x))

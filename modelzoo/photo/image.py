@@ -1,0 +1,34 @@
+"""Reading photos: any format Pillow decodes, EXIF orientation applied, grayscale/palette/
+16-bit converted to 8-bit RGB, transparency composited over black."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputContractError
+
+
+def load_image(path: Path | str) -> np.ndarray:
+    """(h, w, 3) uint8 RGB. Missing file → FileNotFoundError; undecodable → InputContractError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                im = Image.fromarray(np.clip(a / (257.0 if a.max() > 255 else 1.0), 0, 255).round().astype(np.uint8))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im)
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputContractError(f"cannot read image {path}: {exc}") from None
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise InputContractError(f"image {path} is empty ({rgb.shape[1]}×{rgb.shape[0]})")
+    return np.ascontiguousarray(rgb)
