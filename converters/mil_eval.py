@@ -80,6 +80,23 @@ def _cast(a):
     return _f(a["x"]).astype({"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "bool": bool}[a["dtype"]])
 
 
+@op("linear")
+def _linear(a):  # y = x · weightᵀ + bias, weight (D_out, D_in)
+    x, w = _f(a["x"]), _f(a["weight"])
+    y = np.matmul(x, w.T)
+    return y + _f(a["bias"]) if a.get("bias") is not None else y
+
+
+@op("matmul")
+def _matmul(a):
+    x, y = _f(a["x"]), _f(a["y"])
+    if a.get("transpose_x", False):
+        x = np.swapaxes(x, -1, -2)
+    if a.get("transpose_y", False):
+        y = np.swapaxes(y, -1, -2)
+    return np.matmul(x, y)
+
+
 # -- shape -------------------------------------------------------------------------------------
 @op("reshape")
 def _reshape(a):

@@ -119,18 +119,21 @@ def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:
                                     f"spec declares {len(inputs)}/{len(outputs)}")
     for t, name in zip(sg.inputs, inputs):
         sg.tensors[int(t)].name = name.encode()
-    # The k-th ONNX output is the signature's "output_k", or a tensor named "Identity_k"
-    # ("Identity" for k=0) or "StatefulPartitionedCall:k"; quantised variants list the graph
-    # outputs in another order, so names, not positions, decide.
+    # The k-th ONNX output is the signature's "output_k" (or its ONNX name, which onnx2tf keeps
+    # for some graphs), or a tensor named "Identity_k" ("Identity" for k=0) or
+    # "[Stateful]PartitionedCall:k"; graph outputs may be listed in another order, so names,
+    # not positions, decide.
     order: dict[int, int] = {}
     for sig in model.signatureDefs or []:
         for tm in sig.outputs or []:
             m = re.fullmatch(rb"output_(\d+)", tm.name or b"")
             if m:
                 order[int(tm.tensorIndex)] = int(m.group(1))
+            elif (tm.name or b"").decode() in outputs:
+                order[int(tm.tensorIndex)] = outputs.index(tm.name.decode())
     for pos, t in enumerate(sg.outputs):
         tensor = sg.tensors[int(t)]
-        m = re.fullmatch(rb"Identity(?:_(\d+))?|StatefulPartitionedCall:(\d+)", tensor.name or b"")
+        m = re.fullmatch(rb"Identity(?:_(\d+))?|(?:Stateful)?PartitionedCall:(\d+)", tensor.name or b"")
         k = order.get(int(t))
         if k is None and m:
             k = int(m.group(1) or m.group(2) or 0)
@@ -246,3 +249,77 @@ def _add_const(model, sg, value: np.ndarray, name: str) -> int:
     t.name = name.encode()
     sg.tensors.append(t)
     return len(sg.tensors) - 1
+
+
+def add_n_to_add(buf: bytes) -> tuple[bytes, int]:
+    """Turn each two-input float ADD_N (what onnx2tf makes of an ONNX `Sum`) into ADD: the same
+    sum, but an op XNNPACK delegates (it has no ADD_N), so the graph is not cut around it."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = _load(buf)
+    kinds = _op_names(model)
+    sg = model.subgraphs[0]
+    add_code = _opcode(model, schema.BuiltinOperator.ADD)
+    count = 0
+    for op in sg.operators:
+        if kinds[op.opcodeIndex] != "ADD_N" or len(op.inputs) != 2:
+            continue
+        a, b, out = (sg.tensors[int(t)] for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        if {a.type, b.type, out.type} != {schema.TensorType.FLOAT32} or list(a.shape) != list(b.shape):
+            continue
+        op.opcodeIndex = add_code
+        op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+        op.builtinOptions = schema.AddOptionsT()
+        count += 1
+    return _save(model), count
+
+
+def drop_identity_convs(buf: bytes) -> tuple[bytes, int]:
+    """Remove float 1×1 convolutions that compute x·1 + 0 per channel (depthwise or grouped with
+    all-one weights, or a full conv with the identity matrix; zero or no bias, no activation),
+    feeding their input to their consumers. The GridSample lowering ends in one: it is how
+    onnx2tf learns that the crop is channels-last (see lowering.py)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = _load(buf)
+    kinds = _op_names(model)
+    sg = model.subgraphs[0]
+    producer = {int(t): op for op in sg.operators for t in op.outputs}
+    graph_outputs = {int(t) for t in sg.outputs}
+    rewire: dict[int, int] = {}
+    dropped = []
+    for op in sg.operators:
+        kind = kinds[op.opcodeIndex]
+        if kind not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(op.inputs) < 2:
+            continue
+        x, out = int(op.inputs[0]), int(op.outputs[0])
+        xt, ot = sg.tensors[x], sg.tensors[out]
+        opts = op.builtinOptions
+        if out in graph_outputs or xt.type != schema.TensorType.FLOAT32 or ot.type != schema.TensorType.FLOAT32 \
+                or list(xt.shape) != list(ot.shape) or len(xt.shape) != 4 or opts is None \
+                or opts.fusedActivationFunction or (opts.strideH, opts.strideW) != (1, 1):
+            continue
+        w = _weight(model, sg, int(op.inputs[1]), producer, kinds)
+        wshape = list(sg.tensors[int(op.inputs[1])].shape)
+        c = int(xt.shape[-1])
+        if w is None or len(wshape) != 4 or wshape[1:3] != [1, 1]:
+            continue
+        if kind == "DEPTHWISE_CONV_2D" or wshape[-1] == 1:      # per channel: all ones, C of them
+            identity = w.size == c and wshape[0 if kind == "CONV_2D" else 3] == c and np.all(w == 1.0)
+        else:                                                 # full 1×1 conv: the identity matrix
+            identity = wshape == [c, 1, 1, c] and np.array_equal(w.reshape(c, c), np.eye(c, dtype=np.float32))
+        bias = None
+        if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
+            bias = _weight(model, sg, int(op.inputs[2]), producer, kinds)
+            if bias is None:
+                continue
+        if identity and (bias is None or not np.any(bias)):
+            rewire[out] = rewire.get(x, x)
+            dropped.append(op)
+    if dropped:
+        gone = {id(op) for op in dropped}
+        sg.operators = [op for op in sg.operators if id(op) not in gone]
+        for op in sg.operators:
+            op.inputs = np.array([rewire.get(int(t), int(t)) for t in op.inputs], dtype=np.int32)
+        _drop_dead_ops(sg)
+    return _save(model), len(dropped)

@@ -33,25 +33,56 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import SAMPLE_CROP, draw_overlay, load_image, predict_crop
+    from contextlib import ExitStack
 
-    path = Path(args.image) if args.image else SAMPLE_CROP
+    import numpy as np
+
+    from validation.pipeline import DETECTOR, open_pipeline
+
+    from .predict import (SAMPLE_CROP, SAMPLE_PHOTO, detections_json, draw_crop_overlay, draw_photo_overlay,
+                          load_image, predict_crop)
+
+    path = Path(args.image) if args.image else (SAMPLE_CROP if args.crop else SAMPLE_PHOTO)
+    import modelzoo
+    modelzoo.get_spec(args.model)                      # unknown model: fail before reading anything
     image = load_image(path)
-    pred = predict_crop(args.model, image, cache_dir=args.cache_dir)
+    h, w = image.shape[:2]
+    if args.crop:
+        pred = predict_crop(args.model, image, cache_dir=args.cache_dir)
+        data, overlay = pred.to_json(), (lambda: draw_crop_overlay(image, pred))
+        lines = [f"{args.model} on {path} ({w}×{h}) as a face crop: face flag {pred.face_flag:.4f}, "
+                 f"{len(pred.landmarks)} landmarks"]
+    else:
+        landmark_model = "attention_mesh" if args.model == DETECTOR else args.model
+        with ExitStack() as stack:
+            pipe = open_pipeline(stack, landmark_model, build=args.build, fmt=args.format, precision=args.precision,
+                                 runtime=args.runtime, threads=args.threads, cache_dir=args.cache_dir,
+                                 max_faces=args.max_faces)
+            if args.model == DETECTOR:
+                from modelzoo.photo import PhotoResult
+                result = PhotoResult((w, h), [], pipe.detect(image))
+                data = detections_json(result)
+            else:
+                result = pipe.process(image)
+                data = result.to_json()
+        overlay = lambda: draw_photo_overlay(image, result)  # noqa: E731
+        where = f"{args.format}/{args.precision}" if args.format != "pytorch" else "pytorch"
+        lines = [f"{args.model} on {path} ({w}×{h}, {where}): {len(data['faces'])} face(s)"]
+        lines += [f"  face {i}: box {np.round(f['box'], 1).tolist()} score {f['score']:.3f}"
+                  + (f" face flag {f['face_flag']:.3f}" if "face_flag" in f else "")
+                  for i, f in enumerate(data["faces"])]
     if args.output:
-        _atomic_save(Path(args.output), lambda p: draw_overlay(image, pred).save(p, format="PNG"))
+        _atomic_save(Path(args.output), lambda p: overlay().save(p, format="PNG"))
     if args.json:
-        _atomic_save(Path(args.json), lambda p: p.write_text(json.dumps(pred.to_json())))
-    if not args.quiet:
-        print(f"{args.model} on {path} ({image.width}×{image.height}): face flag {pred.face_flag:.4f}, "
-              f"{len(pred.landmarks)} landmarks")
+        _atomic_save(Path(args.json), lambda p: p.write_text(json.dumps(data)))
+    if args.print_json:
+        print(json.dumps(data))
+    elif not args.quiet:
+        print("\n".join(lines))
         if args.output:
             print(f"overlay: {args.output}")
         if args.json:
             print(f"landmarks: {args.json}")
-        if not args.output and not args.json:
-            for i, (x, y, z) in enumerate(pred.landmarks):
-                print(f"{i:3d} {x:9.3f} {y:9.3f} {z:9.3f}")
     return 0
 
 
@@ -89,12 +120,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _print_parity_summary(v) -> None:
-    """Worst error per candidate over all inputs: max px and mean % IOD (faces)."""
+    """Worst error per candidate over all inputs: max abs of any output, and for landmark
+    models max px and mean % IOD (faces)."""
     from validation.compare import worst_by_candidate
 
-    print(f"{'candidate (vs PyTorch)':<44} {'max px':>10} {'mean %IOD':>10}  verdict")
+    print(f"{'candidate (vs PyTorch)':<44} {'max abs':>10} {'max px':>10} {'mean %IOD':>10}  verdict")
     for cand, w in worst_by_candidate(v.edges).items():
-        print(f"{cand:<44} {w['max_px']:>10.2e} {w['iod'] or 0.0:>10.4f}  {'pass' if w['passed'] else 'FAIL'}")
+        px, iod = (f"{w['max_px']:>10.2e}", f"{w['iod']:>10.4f}") if w["iod"] is not None else (f"{'-':>10}",) * 2
+        print(f"{cand:<44} {w['max_abs']:>10.2e} {px} {iod}  {'pass' if w['passed'] else 'FAIL'}")
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -174,11 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_command(sub)
     add_store_commands(sub)
 
-    pr = sub.add_parser("predict", help="run a zoo model on a face crop; overlay and landmarks out")
-    pr.add_argument("model", help="zoo model id, e.g. attention_mesh")
-    pr.add_argument("image", nargs="?", help="face crop image (default: the embedded sample crop)")
+    pr = sub.add_parser("predict", help="find every face in a photo and its 478 landmarks (or run on a face crop)")
+    pr.add_argument("model", help="landmark model id (e.g. attention_mesh), or face_detector for detections only")
+    pr.add_argument("image", nargs="?", help="photo (default: the embedded sample photo; with --crop the sample crop)")
     pr.add_argument("-o", "--output", help="write an overlay PNG here")
-    pr.add_argument("--json", help="write landmarks as JSON here")
+    pr.add_argument("--json", help="write the result as JSON here")
+    pr.add_argument("--print-json", action="store_true", help="print the JSON result to stdout")
+    pr.add_argument("--crop", action="store_true", help="the image is already a face crop: no detector, no ROI")
+    pr.add_argument("--build", type=Path, default=None,
+                    help="build directory holding face_detector/ and the landmark model (for --format other than pytorch)")
+    pr.add_argument("--format", default="pytorch", choices=("pytorch", "onnx", "tflite", "coreml"),
+                    help="which artifacts run the pipeline (default: the PyTorch models)")
+    pr.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    pr.add_argument("--runtime", default=None, help="runner name (default: the first available for the format)")
+    pr.add_argument("--threads", type=int, default=None)
+    pr.add_argument("--max-faces", type=int, default=None, help="at most this many faces (default: all)")
     pr.add_argument("--cache-dir", type=Path, default=None,
                     help="weight cache directory (default: $MESHPORT_CACHE or ~/.cache/meshport)")
     pr.add_argument("-q", "--quiet", action="store_true")

@@ -1,21 +1,25 @@
-"""Run a zoo model on a face-crop image: landmarks as data and an overlay picture."""
+"""`meshport predict`: a zoo model on a photo (detector → ROI → landmarks) or on a face crop;
+landmarks as data and an overlay picture."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 import modelzoo
-from modelzoo.data import SAMPLE_FACE
+from modelzoo.data import SAMPLE_FACE, SAMPLE_PHOTO
 from modelzoo.errors import InputContractError
+from modelzoo.photo import PhotoResult, load_image
 
 SAMPLE_CROP = SAMPLE_FACE
+__all__ = ["SAMPLE_CROP", "SAMPLE_PHOTO", "CropPrediction", "detections_json", "draw_crop_overlay",
+           "draw_photo_overlay", "load_image", "predict_crop"]
 
 _COLORS = {"mesh": (200, 200, 200), "lips": (255, 60, 60), "left_eye": (60, 220, 60),
-           "right_eye": (60, 220, 60), "left_iris": (60, 140, 255), "right_iris": (60, 140, 255)}
+           "right_eye": (60, 220, 60), "left_iris": (60, 140, 255), "right_iris": (60, 140, 255),
+           "box": (255, 200, 0), "roi": (0, 200, 255), "keypoint": (255, 0, 255)}
 
 
 @dataclass
@@ -32,58 +36,75 @@ class CropPrediction:
                 "regions": {k: v.round(4).tolist() for k, v in self.regions.items()}}
 
 
-def load_image(path: Path | str) -> Image.Image:
-    """An RGB image, EXIF orientation applied; grayscale and RGBA are converted."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image: {path}")
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
-                im = Image.alpha_composite(bg, im)
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputContractError(f"cannot read image {path}: {exc}") from None
-
-
-def predict_crop(model_id: str, image: Image.Image, model: torch.nn.Module | None = None,
-                 cache_dir: Path | None = None) -> CropPrediction:
+def predict_crop(model_id: str, image: np.ndarray, model: torch.nn.Module | None = None,
+                 cache_dir=None) -> CropPrediction:
     """Treat the whole image as the face crop: resize to the model input, run, scale back."""
     spec = modelzoo.get_spec(model_id)
     inp = spec.inputs[0]
-    if inp.layout != "NCHW" or inp.channel_order != "RGB":
-        raise InputContractError(f"{model_id} does not take an RGB image crop ({inp.describe()})")
+    if inp.layout != "NCHW" or inp.channel_order != "RGB" or "landmarks" not in {o.name for o in spec.outputs}:
+        raise InputContractError(f"{model_id} is not a landmark model taking an RGB face crop ({inp.describe()})")
     size = inp.shape[-1]
     if model is None:
         model = modelzoo.load_model(model_id, pretrained=True, cache_dir=cache_dir)
-    w, h = image.size
-    arr = np.asarray(image.resize((size, size), Image.BILINEAR) if (w, h) != (size, size) else image)
+    h, w = image.shape[:2]
+    pil = Image.fromarray(image)
+    arr = np.asarray(pil.resize((size, size), Image.BILINEAR) if (w, h) != (size, size) else pil)
     x = torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
     with torch.no_grad():
         out = model(x)
     sx, sy = w / size, h / size
-    lm = out["landmarks"][0].numpy().astype(np.float64)
-    lm = lm * np.array([sx, sy, sx])
+    lm = out["landmarks"][0].numpy().astype(np.float64) * np.array([sx, sy, sx])
     regions = {k: out[k][0].numpy().astype(np.float64) * np.array([sx, sy])
                for k in ("lips", "left_eye", "right_eye", "left_iris", "right_iris") if k in out}
     return CropPrediction(model_id, (w, h), lm, float(out["face_flag"][0, 0]), regions)
 
 
-def draw_overlay(image: Image.Image, pred: CropPrediction, min_side: int = 576) -> Image.Image:
-    """Landmarks drawn over the image (upscaled so small crops stay readable)."""
-    scale = max(1.0, min_side / min(image.size))
-    im = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
-    d = ImageDraw.Draw(im)
-    r = max(1.0, scale * 0.6)
+def detections_json(result: PhotoResult) -> dict:
+    """What `predict face_detector` writes: every detection, largest box first."""
+    dets = sorted(result.detections, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+    return {"image_size": list(result.image_size),
+            "faces": [{"box": np.round(d.box, 3).tolist(), "score": round(d.score, 6),
+                       "keypoints": np.round(d.keypoints, 3).tolist()} for d in dets]}
 
-    def dots(points: np.ndarray, color: tuple[int, int, int]) -> None:
-        for x, y in points[:, :2] * scale:
-            d.ellipse([x - r, y - r, x + r, y + r], fill=color)
 
-    dots(pred.landmarks[:468], _COLORS["mesh"])
+class _Canvas:
+    """The image upscaled so small pictures stay readable, with point and line helpers."""
+
+    def __init__(self, image: np.ndarray, min_side: int = 576):
+        h, w = image.shape[:2]
+        self.scale = max(1.0, min_side / min(w, h))
+        self.im = Image.fromarray(image).resize((round(w * self.scale), round(h * self.scale)), Image.BILINEAR)
+        self.d = ImageDraw.Draw(self.im)
+        self.r = max(1.0, min(self.scale * 0.6, 2.0))
+
+    def dots(self, points: np.ndarray, color: tuple[int, int, int], r: float | None = None) -> None:
+        r = r or self.r
+        for x, y in np.asarray(points)[:, :2] * self.scale:
+            self.d.ellipse([x - r, y - r, x + r, y + r], fill=color)
+
+    def polygon(self, points: np.ndarray, color: tuple[int, int, int]) -> None:
+        pts = [tuple(p) for p in np.asarray(points)[:, :2] * self.scale]
+        self.d.line(pts + pts[:1], fill=color, width=2)
+
+
+def draw_crop_overlay(image: np.ndarray, pred: CropPrediction, min_side: int = 576) -> Image.Image:
+    c = _Canvas(image, min_side)
+    c.dots(pred.landmarks[:468], _COLORS["mesh"])
     for name, pts in pred.regions.items():
-        dots(pts, _COLORS[name])
-    return im
+        c.dots(pts, _COLORS[name])
+    return c.im
+
+
+def draw_photo_overlay(image: np.ndarray, result: PhotoResult, min_side: int = 576) -> Image.Image:
+    """Detections (boxes, keypoints), crop regions and every face's landmarks over the photo."""
+    c = _Canvas(image, min_side)
+    for d in result.detections:
+        x0, y0, x1, y1 = d.box
+        c.polygon(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), _COLORS["box"])
+        c.dots(d.keypoints, _COLORS["keypoint"], r=c.r * 1.5)
+    for f in result.faces:
+        c.polygon(f.roi.corners(), _COLORS["roi"])
+        c.dots(f.landmarks[:468], _COLORS["mesh"])
+        for name, pts in f.regions.items():
+            c.dots(pts, _COLORS.get(name, _COLORS["mesh"]))
+    return c.im

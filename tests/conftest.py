@@ -34,3 +34,46 @@ def full_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("full_build")
     result = build("attention_mesh", out)
     return out / "attention_mesh", result
+
+
+@pytest.fixture(scope="session")
+def detector_build(tmp_path_factory):
+    """One cold build of the face detector through every format it targets."""
+    from converters.build import build
+    out = tmp_path_factory.mktemp("detector_build")
+    build("face_detector", out)
+    return out / "face_detector"
+
+
+@pytest.fixture(scope="session")
+def fullimage_golden() -> dict[str, np.ndarray]:
+    """MediaPipe's own full-image results (legacy FaceMesh + FaceDetection) on two public photos."""
+    with np.load(GOLDEN / "fullimage_golden.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+@pytest.fixture(scope="session")
+def photos(fullimage_golden) -> dict[str, np.ndarray]:
+    """The two public photos of the golden file, decoded as MediaPipe's script decoded them
+    (checked by sha256 of the pixels, so a different JPEG decoder fails loudly)."""
+    import hashlib
+
+    import matplotlib.cbook
+    import skimage.data
+
+    from modelzoo.photo import load_image
+    imgs = {"grace_hopper": load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+            "astronaut": np.ascontiguousarray(skimage.data.astronaut().astype(np.uint8))}
+    for name, digest in zip(fullimage_golden["names"], fullimage_golden["image_sha256"]):
+        assert hashlib.sha256(imgs[str(name)].tobytes()).hexdigest() == digest, f"{name} decodes differently"
+    return imgs
+
+
+@pytest.fixture(scope="session")
+def torch_pipeline():
+    """The photo pipeline on the PyTorch face_detector and attention_mesh."""
+    from contextlib import ExitStack
+
+    from validation.pipeline import open_pipeline
+    with ExitStack() as stack:
+        yield open_pipeline(stack, "attention_mesh")

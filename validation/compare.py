@@ -119,14 +119,16 @@ def failure_table(edges: list[EdgeResult]) -> str:
 
 
 def worst_by_candidate(edges: list[EdgeResult]) -> dict[str, dict]:
-    """Per candidate (vs PyTorch), over all inputs: worst landmark max px, worst mean % IOD
-    (faces; None when no face input), and whether every edge passed."""
+    """Per candidate (vs PyTorch), over all inputs: worst max abs error of any output, worst
+    landmark max px, worst mean % IOD (faces; None when no face input or no landmarks), and
+    whether every edge passed."""
     worst: dict[str, dict] = {}
     for e in edges:
         if e.reference != "pytorch":
             continue
-        w = worst.setdefault(e.candidate, {"max_px": 0.0, "iod": None, "passed": True})
+        w = worst.setdefault(e.candidate, {"max_abs": 0.0, "max_px": 0.0, "iod": None, "passed": True})
         w["passed"] &= e.passed
+        w["max_abs"] = max([w["max_abs"]] + [o.max_abs for o in e.outputs])
         lm = next((o for o in e.outputs if o.name == "landmarks"), None)
         if lm and lm.landmarks:
             w["max_px"] = max(w["max_px"], lm.landmarks["all"]["max_px"])

@@ -30,11 +30,19 @@ def _overlays(v) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
         ax.imshow(case.array[0].transpose(1, 2, 0))
         for rid, color in zip(runners, colors):
-            lm = v.outputs[rid][case.name].get("landmarks")
+            out = v.outputs[rid][case.name]
+            lm = out.get("landmarks")
             if lm is not None:
                 ax.scatter(lm[0, :, 0], lm[0, :, 1], s=2, color=color, label=rid)
+            elif "boxes" in out and "scores" in out:      # detectors: the anchors scoring ≥ 0.5
+                keep = np.flatnonzero(out["scores"][0] >= 0.5)
+                for i in keep:
+                    x0, y0, x1, y1 = out["boxes"][0, i]
+                    ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=0.6, color=color,
+                                               label=rid if i == keep[0] else None))
         ax.set_axis_off()
-        ax.legend(fontsize=5, loc="lower left", markerscale=3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=5, loc="lower left", markerscale=3)
         images.append((case.name, _png(fig)))
     return images
 

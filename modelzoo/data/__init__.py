@@ -1,6 +1,7 @@
 """Small data shipped with the zoo: two real face crops (192×192 RGB, from public portraits: the
 Grace Hopper photo shipped with matplotlib and scikit-image's astronaut) used as example inputs
-of landmark models (the converters' quick parity gates) and to calibrate int8 quantisation."""
+of landmark models (the converters' quick parity gates) and to calibrate int8 quantisation, and
+one whole photo (the public-domain Grace Hopper portrait, 512×600 JPEG) for the photo pipeline."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 DATA = Path(__file__).parent
 SAMPLE_FACE = DATA / "sample_face.png"
 SAMPLE_FACES = (SAMPLE_FACE, DATA / "sample_face_2.png")
+SAMPLE_PHOTO = DATA / "sample_photo.jpg"
 
 
 def _load(path: Path):

@@ -7,6 +7,12 @@ from .anchors import SHORT_RANGE
 from .model import NUM_KEYPOINTS
 
 NUM_ANCHORS = 896
+# Measured with onnx2tf 1.29 on the sample face: full-integer quantisation moves boxes by 22 px
+# and scores by 0.89; int8 weights with float activations still by 10 px and 0.125. A detector
+# that misplaces the crop by 10 px is not worth shipping, so int8 is not a target.
+TARGETS = tuple(t for t in DEFAULT_TARGETS if t != ("tflite", "int8"))
+EXCLUDED = {"tflite/int8": "int8 moves boxes by up to 10 px of 128 and scores by 0.125 (onnx2tf 1.29, "
+                           "weights-only int8; full-integer 22 px): not shipped"}
 
 
 def _tolerances() -> dict:
@@ -19,9 +25,6 @@ def _tolerances() -> dict:
                                                 "quarter pixel of the 128-px input (fp16 spacing at 128 is 1/16)")
         tol[(fmt, "fp16", "keypoints")] = tol[(fmt, "fp16", "boxes")]
         tol[(fmt, "fp16", "scores")] = Tolerance(atol=5e-3, reason="fp16 logits; probability error")
-    tol[("tflite", "int8", "boxes")] = Tolerance(atol=2.0, reason="int8 weights: boxes within 2 px of 128")
-    tol[("tflite", "int8", "keypoints")] = tol[("tflite", "int8", "boxes")]
-    tol[("tflite", "int8", "scores")] = Tolerance(atol=0.05, reason="int8 weights: probability error")
     return tol
 
 
@@ -45,11 +48,11 @@ def spec() -> ModelSpec:
         preprocessing=f"RGB photo letterboxed (aspect kept, zero border) into {size}×{size}, float32 in [0,1], "
                       "NCHW; the network maps it to [-1,1]",
         tolerances=_tolerances(),
-        targets=DEFAULT_TARGETS,
+        targets=TARGETS,
         weights=WeightsSpec(source=MEDIAPIPE_WHEEL,
                             members=("mediapipe/modules/face_detection/face_detection_short_range.tflite",),
                             license="Apache-2.0", attribution=MEDIAPIPE_ATTRIBUTION),
         min_onnx_opset=16,
         config={"input_size": size, "anchors": NUM_ANCHORS, "strides": SHORT_RANGE.strides,
-                "min_score": 0.5, "nms_iou": 0.3},
+                "min_score": 0.5, "nms_iou": 0.3, "excluded_targets": EXCLUDED},
     )

@@ -108,7 +108,19 @@ def test_remaining_arithmetic_ops():
                                       stride=np.array([1, 2])), x[1:3, 0:4:2])
 
 
-TESTED_OPS = {"add", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
+def test_linear_matmul_relu():
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    w, b = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    want = F.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(run("linear", x=x, weight=w, bias=b), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run("linear", x=x, weight=w, bias=None), want - b, rtol=1e-5, atol=1e-5)
+    y = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(run("matmul", x=x, y=y, transpose_x=False, transpose_y=True),
+                               x @ y.transpose(0, 2, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(run("relu", x=np.array([-1.0, 0.0, 2.0])), [0.0, 0.0, 2.0])
+
+
+TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
               "leaky_relu", "cast", "reshape", "transpose", "concat", "stack", "gather", "slice_by_index",
               "reduce_min", "reduce_max", "reduce_mean", "reduce_sum", "pad", "conv", "max_pool", "resample"}
 
@@ -119,4 +131,12 @@ def test_every_op_of_our_programs_has_a_unit_test(full_build):
     root, _ = full_build
     for precision in ("fp32", "fp16"):
         ops = set(MILProgram(root / f"attention_mesh-{precision}.mlpackage").op_types) - {"const"}
+        assert ops <= TESTED_OPS, ops - TESTED_OPS
+
+
+@pytest.mark.slow
+def test_every_op_of_the_detector_programs_has_a_unit_test(detector_build):
+    from converters.mil_eval import MILProgram
+    for precision in ("fp32", "fp16"):
+        ops = set(MILProgram(detector_build / f"face_detector-{precision}.mlpackage").op_types) - {"const"}
         assert ops <= TESTED_OPS, ops - TESTED_OPS
