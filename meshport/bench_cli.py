@@ -56,6 +56,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {args.runs}, {args.warmup})")
     if args.compare:
         return _compare(args)
+    if args.photo is not None:
+        return _photo(args)
     if not args.model:
         raise ValueError("bench needs a MODEL (or --compare A B)")
     if args.android:
@@ -109,6 +111,28 @@ def _android(args: argparse.Namespace) -> int:
     else:
         print(format_table(records))
         print(f"{len(records)} records → {path}")
+    return 0
+
+
+def _photo(args: argparse.Namespace) -> int:
+    from modelzoo.data import SAMPLE_PHOTO
+    from validation.bench.photo import bench_photo, format_photo
+
+    threads = _threads(args.threads)
+    if len(threads) != 1:
+        raise ValueError("--photo runs at one thread setting; give a single --threads value")
+    precisions = _split(args.precisions) or ["fp32"]
+    runtimes = _split(args.runtimes)
+    if len(precisions) != 1 or (runtimes and len(runtimes) != 1):
+        raise ValueError("--photo times one pipeline: give one --precisions value and at most one --runtimes value")
+    bar = _Bar(args.runs + args.warmup, not (args.json or args.quiet))
+    try:
+        out = bench_photo(args.photo or SAMPLE_PHOTO, args.build, fmt=args.format, precision=precisions[0],
+                          runtime=runtimes[0] if runtimes else None, threads=threads[0], runs=args.runs,
+                          warmup=args.warmup, landmark_model=args.model or "attention_mesh", progress=bar.tick)
+    finally:
+        bar.close()
+    print(json.dumps(out, indent=2) if args.json else format_photo(out))
     return 0
 
 
@@ -170,6 +194,11 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--op-profiling", action="store_true", help="with --android: benchmark_model's per-op profile")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="Table 1: attention_mesh face_mesh_cascade, interleaved on the same runtime and inputs")
+    p.add_argument("--photo", nargs="?", const="", default=None, metavar="PHOTO",
+                   help="time the whole photo pipeline (detector → landmarks) per image on PHOTO (default: the "
+                        "sample photo), with the face_detector and MODEL artifacts of --build")
+    p.add_argument("--format", default="tflite", choices=("pytorch", "onnx", "tflite", "coreml"),
+                   help="with --photo: which artifacts run the pipeline (default: tflite)")
     p.add_argument("--no-mediapipe", action="store_true", help="with --compare: skip ours vs MediaPipe's network")
     p.add_argument("--no-lowering", action="store_true", help="with --compare: skip the op-by-op lowering cost")
     p.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory (MediaPipe's .tflite)")

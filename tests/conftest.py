@@ -37,10 +37,11 @@ def full_build(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def detector_build(tmp_path_factory):
-    """One cold build of the face detector through every format it targets."""
+def detector_build(full_build):
+    """One cold build of the face detector through every format it targets, next to the
+    attention mesh's build (the photo pipeline runs both from one build directory)."""
     from converters.build import build
-    out = tmp_path_factory.mktemp("detector_build")
+    out = full_build[0].parent
     build("face_detector", out)
     return out / "face_detector"
 

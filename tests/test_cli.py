@@ -30,7 +30,7 @@ def test_predict_on_a_golden_crop(tmp_path, golden):
     crop = tmp_path / "crop.png"
     Image.fromarray(golden["crops"][4]).save(crop)
     out_png, out_json = tmp_path / "o" / "overlay.png", tmp_path / "o" / "lm.json"
-    r = meshport("predict", "attention_mesh", str(crop), "-o", str(out_png), "--json", str(out_json))
+    r = meshport("predict", "attention_mesh", str(crop), "--crop", "-o", str(out_png), "--json", str(out_json))
     assert r.returncode == 0, r.stderr
     data = json.loads(out_json.read_text())
     assert data["image_size"] == [192, 192]
@@ -45,7 +45,7 @@ def test_predict_on_a_golden_crop(tmp_path, golden):
 def test_predict_scales_a_larger_crop_back_to_image_pixels(tmp_path, golden):
     crop = tmp_path / "big.png"
     Image.fromarray(golden["crops"][0]).resize((384, 384), Image.BILINEAR).save(crop)
-    r = meshport("predict", "attention_mesh", str(crop), "--json", str(tmp_path / "lm.json"))
+    r = meshport("predict", "attention_mesh", str(crop), "--crop", "--json", str(tmp_path / "lm.json"))
     assert r.returncode == 0, r.stderr
     lm = np.array(json.loads((tmp_path / "lm.json").read_text())["landmarks"])
     # Resizing 384→192 is close to the original crop: landmarks ×2 agree to a pixel or so.
@@ -60,6 +60,44 @@ def test_bad_input_exits_with_one_line(args, message):
     r = meshport(*args)
     assert r.returncode == 2
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_predict_on_a_whole_photo(tmp_path, fullimage_golden):
+    out_png, out_json = tmp_path / "o" / "overlay.png", tmp_path / "o" / "faces.json"
+    r = meshport("predict", "attention_mesh", "-o", str(out_png), "--json", str(out_json))   # the sample photo
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out_json.read_text())
+    assert set(data) == {"image_size", "faces"} and data["image_size"] == [512, 600]
+    (face,) = data["faces"]
+    assert set(face) == {"box", "score", "face_flag", "landmarks"}
+    # the sample photo is the Grace Hopper portrait of the golden file
+    np.testing.assert_allclose(face["box"], fullimage_golden["det_boxes"][0], atol=1e-2)
+    assert np.abs(np.array(face["landmarks"]) - fullimage_golden["landmarks"][0]).max() < 0.1
+    assert 0.9 < face["face_flag"] <= 1.0 and 0.5 <= face["score"] <= 1.0
+    with Image.open(out_png) as im:
+        assert im.size == (576, 675)
+
+
+def test_predict_with_the_detector_only(tmp_path):
+    r = meshport("predict", "face_detector", "--print-json")
+    assert r.returncode == 0, r.stderr
+    (det,) = json.loads(r.stdout)["faces"]
+    assert set(det) == {"box", "score", "keypoints"} and np.array(det["keypoints"]).shape == (6, 2)
+    r = meshport("predict", "face_detector", "--crop")
+    assert r.returncode == 2 and "not a landmark model" in r.stderr
+
+
+def test_predict_on_a_photo_without_faces(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (90, 120, 200)).save(blank)
+    r = meshport("predict", "attention_mesh", str(blank), "--print-json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"image_size": [320, 240], "faces": []}
+
+
+def test_predict_needs_a_build_for_compiled_formats(tmp_path):
+    r = meshport("predict", "attention_mesh", "--format", "tflite", "--build", str(tmp_path))
+    assert r.returncode == 2 and "no build of face_detector" in r.stderr
 
 
 def test_corrupt_image_is_a_clear_error(tmp_path):

@@ -22,9 +22,16 @@ class PipelineBuildError(MeshportError):
     """A build directory lacks an artifact the photo pipeline needs."""
 
 
-def _network(runner: Runner):
-    name = runner.spec.inputs[0].name
-    return lambda x: runner.infer({name: x})
+class RunnerNetwork:
+    """A runner as the pipeline's network callable (NCHW batch → outputs); keeps the runner
+    reachable for its timings."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.input_name = runner.spec.inputs[0].name
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self.runner.infer({self.input_name: x})
 
 
 def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime: str | None,
@@ -68,7 +75,7 @@ def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, b
             r = _artifact_runner(model, Path(build), fmt, precision, runtime, threads)
         runners.append(stack.enter_context(r))
     det, lm = runners
-    return FacePipeline(_network(det), _network(lm), detector_size=int(det.spec.inputs[0].shape[-1]),
+    return FacePipeline(RunnerNetwork(det), RunnerNetwork(lm), detector_size=int(det.spec.inputs[0].shape[-1]),
                         landmark_size=int(lm.spec.inputs[0].shape[-1]), **options)
 
 

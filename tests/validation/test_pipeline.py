@@ -1,0 +1,68 @@
+"""The photo pipeline on compiled artifacts (through the runners) against the PyTorch one, and
+its per-image benchmark."""
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import numpy as np
+import pytest
+
+from modelzoo.data import SAMPLE_PHOTO
+from modelzoo.photo import load_image
+from validation.pipeline import PipelineBuildError, compare_photos, open_pipeline
+
+pytestmark = pytest.mark.slow
+
+# (format, precision, runner, bound on the mean landmark error in % of the inter-ocular distance)
+CASES = [("onnx", "fp32", None, 0.01), ("tflite", "fp32", "tflite", 0.01), ("tflite", "fp16", "tflite", 0.01),
+         ("coreml", "fp32", "mil", 0.01), ("coreml", "fp16", "mil", 0.1)]
+
+
+@pytest.fixture(scope="module")
+def photo_results(detector_build, torch_pipeline, photos):
+    build = detector_build.parent
+    results = {name: {"pytorch": torch_pipeline.process(img)} for name, img in photos.items()}
+    for fmt, precision, runner, _ in CASES:
+        with ExitStack() as stack:
+            pipe = open_pipeline(stack, build=build, fmt=fmt, precision=precision, runtime=runner)
+            for name, img in photos.items():
+                results[name][f"{fmt}/{precision}"] = pipe.process(img)
+    return results
+
+
+@pytest.mark.parametrize("fmt, precision, runner, bound", CASES)
+def test_every_format_finds_the_same_faces_and_landmarks(photo_results, fmt, precision, runner, bound):
+    for name, results in photo_results.items():
+        cmp = compare_photos(results)[f"{fmt}/{precision}"]
+        assert cmp["faces"] == len(results["pytorch"].faces) == 1, name
+        face = cmp["per_face"][0]
+        assert face["mean_iod_pct"] <= bound, (name, face)
+        assert face["box_max_px"] < 0.1, (name, face)
+
+
+def test_missing_artifacts_are_clear_errors(detector_build, tmp_path):
+    with ExitStack() as stack:
+        with pytest.raises(PipelineBuildError, match="no build of face_detector"):
+            open_pipeline(stack, build=tmp_path, fmt="tflite")
+        with pytest.raises(PipelineBuildError, match="no tflite/int8 artifact"):
+            open_pipeline(stack, build=detector_build.parent, fmt="tflite", precision="int8")
+        with pytest.raises(PipelineBuildError, match="--build is needed"):
+            open_pipeline(stack, fmt="onnx")
+        with pytest.raises(PipelineBuildError, match="not a landmark model"):
+            open_pipeline(stack, "face_detector")
+
+
+def test_photo_benchmark_record(detector_build):
+    from validation.bench.photo import PHOTO_LATENCY_JSON, bench_photo, format_photo
+    out = bench_photo(SAMPLE_PHOTO, detector_build.parent, runs=3, warmup=1)
+    assert out["faces"] == 1 and out["image_size"] == list(load_image(SAMPLE_PHOTO).shape[1::-1])
+    s = out["stages_ms"]
+    for key in ("total", "detect", "landmarks", "detector_net", "landmark_net"):
+        assert s[key]["runs"] == 3 and 0 < s[key]["min_ms"] <= s[key]["median_ms"] <= s[key]["max_ms"]
+    # the networks are part of their stages, the stages part of the total
+    assert s["detector_net"]["min_ms"] <= s["detect"]["max_ms"]
+    assert s["landmark_net"]["min_ms"] <= s["landmarks"]["max_ms"]
+    assert (detector_build.parent / "attention_mesh" / PHOTO_LATENCY_JSON).is_file()
+    assert "per image" in format_photo(out)
+    with pytest.raises(ValueError):
+        bench_photo(SAMPLE_PHOTO, detector_build.parent, runs=0)
