@@ -23,14 +23,15 @@ class ReleaseSummary:
     rows: list[dict] = field(default_factory=list)
 
     def table(self) -> str:
-        head = (f"{'artifact':<34} {'fmt':<7} {'prec':<5} {'MB':>6} {'max px':>9} {'%IOD':>7} "
+        head = (f"{'artifact':<34} {'fmt':<7} {'prec':<5} {'MB':>6} {'max abs':>9} {'max px':>9} {'%IOD':>7} "
                 f"{'median ms':>10}  runtime")
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            px = "" if r["max_px"] is None else f"{r['max_px']:.2e}"
+            ab = "" if r.get("max_abs") is None else f"{r['max_abs']:.2e}"
+            px = "" if r["max_px"] is None or r["iod"] is None else f"{r['max_px']:.2e}"
             iod = "" if r["iod"] is None else f"{r['iod']:.3f}"
             ms = "" if r["median_ms"] is None else f"{r['median_ms']:.2f}"
-            lines.append(f"{r['path']:<34} {r['format']:<7} {r['precision']:<5} {r['mb']:>6.2f} {px:>9} {iod:>7} "
+            lines.append(f"{r['path']:<34} {r['format']:<7} {r['precision']:<5} {r['mb']:>6.2f} {ab:>9} {px:>9} {iod:>7} "
                          f"{ms:>10}  {r['runtime'] or ''}")
         return "\n".join(lines)
 
@@ -89,7 +90,8 @@ def _rows(record_path: Path, v, records) -> list[dict]:
 
     worst: dict[str, dict] = {}   # per artifact, over its runners
     for cand, w in worst_by_candidate(v.edges).items():
-        agg = worst.setdefault(cand.split("@")[0], {"max_px": 0.0, "iod": None})
+        agg = worst.setdefault(cand.split("@")[0], {"max_abs": 0.0, "max_px": 0.0, "iod": None})
+        agg["max_abs"] = max(agg["max_abs"], w["max_abs"])
         agg["max_px"] = max(agg["max_px"], w["max_px"])
         if w["iod"] is not None:
             agg["iod"] = max(agg["iod"] or 0.0, w["iod"])
@@ -100,8 +102,9 @@ def _rows(record_path: Path, v, records) -> list[dict]:
                 fastest[r.artifact] = (r.median_ms, r.runtime)
     rows = []
     for a in json.loads(record_path.read_text())["artifacts"]:
-        w = worst.get(a["path"], {"max_px": None, "iod": None})
+        w = worst.get(a["path"], {"max_abs": None, "max_px": None, "iod": None})
         ms, rt = fastest.get(a["path"], (None, None))
         rows.append({"path": a["path"], "format": a["format"], "precision": a["precision"], "mb": a["bytes"] / 1e6,
-                     "max_px": w["max_px"], "iod": w["iod"], "median_ms": ms, "runtime": rt})
+                     "max_abs": w["max_abs"], "max_px": w["max_px"], "iod": w["iod"], "median_ms": ms,
+                     "runtime": rt})
     return rows

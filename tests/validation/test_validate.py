@@ -158,3 +158,20 @@ def test_report_renders_in_headless_chromium(validated, tmp_path):
     assert arr.shape[0] == 2400 and arr.std() > 20      # a rendered page, not a blank one
     # The overlay images decoded: many distinct colours beyond the page's text and tables.
     assert len(np.unique(arr.reshape(-1, 3)[::97], axis=0)) > 500
+
+
+@pytest.mark.slow
+def test_the_face_detector_passes_the_suite_on_every_format(detector_build):
+    v = validate("face_detector", detector_build.parent)
+    require_passed(v)
+    candidates = {e.candidate.split("@")[0] for e in v.edges if e.reference == "pytorch"}
+    assert candidates == {"face_detector.onnx", "face_detector-fp32.tflite", "face_detector-fp16.tflite",
+                          "face_detector-fp32.mlpackage", "face_detector-fp16.mlpackage"}
+    data = json.loads((v.root / "parity.json").read_text())
+    assert all(g["ok"] and not g["flagged"] for g in data["gpu_check"].values())
+    face = next(e for e in data["edges"] if e["candidate"] == "face_detector-fp32.tflite@tflite"
+                and e["input_kind"] == "face")
+    assert face["outputs"]["boxes"]["max_abs"] <= 1e-3 and face["outputs"]["scores"]["max_abs"] <= 1e-3
+    record = json.loads((detector_build / "build.json").read_text())
+    tflite = [a for a in record["artifacts"] if a["format"] == "tflite"]
+    assert tflite and all("TRANSPOSE" not in a["op_counts"] and "GATHER" not in a["op_counts"] for a in tflite)
