@@ -106,6 +106,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from converters.build import progress_to_stderr
     from validation.validate import require_passed, validate
 
+    if args.photos:
+        from validation.pipeline import format_photo_parity, validate_photos
+        out = validate_photos(args.photos, args.build, args.model,
+                              progress=None if args.json else (lambda k: progress_to_stderr(f"photos on {k}")))
+        print(json.dumps(out, indent=2) if args.json else format_photo_parity(out) + f"\nphoto parity: {out['path']}")
+        return 0
     v = validate(args.model, args.build, progress=None if args.json else progress_to_stderr)
     root = v.root
     if args.json:
@@ -189,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("model")
     va.add_argument("--build", default="build", help="the build output directory (default: build)")
     va.add_argument("--json", action="store_true", help="print a JSON summary")
+    va.add_argument("--photos", nargs="+", metavar="PHOTO",
+                    help="instead: run the whole photo pipeline (face_detector + MODEL) of every built format on "
+                         "these photos and compare faces and landmarks with PyTorch (photo_parity.json)")
     va.set_defaults(func=_cmd_validate)
 
     rel = sub.add_parser("release", help="build → validate → bench → publish, with a summary and the report path")

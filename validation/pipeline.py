@@ -54,12 +54,24 @@ def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime:
     return runner_for(name, modelzoo.get_spec(model), record.parent, entry, threads=threads)
 
 
+def detector_precision(build: Path | str, fmt: str, precision: str) -> str:
+    """The detector artifact paired with a landmark model's `precision`: the same precision
+    when the detector ships it, else fp32 (the detector ships no int8: see its spec)."""
+    record = Path(build) / DETECTOR / "build.json"
+    if record.is_file():
+        have = {(a["format"], a["precision"]) for a in json.loads(record.read_text())["artifacts"]}
+        if (fmt, precision) not in have and (fmt, "fp32") in have:
+            return "fp32"
+    return precision
+
+
 def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, build: Path | str | None = None,
                   fmt: str = "pytorch", precision: str = "fp32", runtime: str | None = None,
                   threads: int | None = None, cache_dir: Path | None = None, **options) -> FacePipeline:
     """A FacePipeline whose two networks run on `fmt`/`precision` artifacts of `build`
     (`<build>/face_detector/`, `<build>/<landmark_model>/`), or on the PyTorch models when
-    fmt is "pytorch". Runners are closed when `stack` closes. `options` go to FacePipeline."""
+    fmt is "pytorch"; the detector runs fp32 where it ships no artifact of `precision`.
+    Runners are closed when `stack` closes. `options` go to FacePipeline."""
     spec = modelzoo.get_spec(landmark_model)
     if "landmarks" not in {o.name for o in spec.outputs} or spec.inputs[0].layout != "NCHW":
         raise PipelineBuildError(f"{landmark_model} is not a landmark model taking an NCHW image")
@@ -72,7 +84,8 @@ def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, b
         else:
             if build is None:
                 raise PipelineBuildError(f"--build is needed to run {fmt} artifacts")
-            r = _artifact_runner(model, Path(build), fmt, precision, runtime, threads)
+            prec = detector_precision(build, fmt, precision) if model == DETECTOR else precision
+            r = _artifact_runner(model, Path(build), fmt, prec, runtime, threads)
         runners.append(stack.enter_context(r))
     det, lm = runners
     return FacePipeline(RunnerNetwork(det), RunnerNetwork(lm), detector_size=int(det.spec.inputs[0].shape[-1]),
@@ -99,3 +112,100 @@ def compare_photos(results: dict[str, "object"]) -> dict[str, dict]:
                          "box_max_px": float(np.abs(a.box - b.box).max())})
         out[name] = {"faces": len(res.faces), "per_face": rows}
     return out
+
+
+# A compiled fp32 pipeline agrees with PyTorch to ~1e-5 px on the detections, but the warp
+# quantises sampling positions to 1/32 px, so the crop (and the landmarks) may move by a few
+# thousandths of a pixel: fp32 photo parity is bounded at 0.01% of the inter-ocular distance.
+FP32_PHOTO_IOD_PCT = 0.01
+PHOTO_PARITY_JSON = "photo_parity.json"
+
+
+def photo_bound(spec, fmt: str, precision: str) -> float:
+    """Mean-landmark-error bound (% IOD) of a compiled pipeline on whole photos."""
+    try:
+        tol = spec.tolerance(fmt, precision, "landmarks")
+    except KeyError:
+        tol = None
+    return tol.mean_iod_pct if tol is not None and tol.mean_iod_pct is not None else FP32_PHOTO_IOD_PCT
+
+
+def validate_photos(photos: list[Path | str], build: Path | str, landmark_model: str = "attention_mesh",
+                    progress=None) -> dict:
+    """Every format/precision built for both the detector and `landmark_model` runs the photo
+    pipeline on each photo; faces and landmarks are compared with the PyTorch pipeline.
+    Writes <build>/<landmark_model>/photo_parity.json; raises ParityError when any fails."""
+    from modelzoo.photo import load_image
+
+    from .compare import ParityError
+
+    build = Path(build)
+    images = {str(p): load_image(p) for p in photos}
+    if not images:
+        raise ValueError("validate_photos needs at least one photo")
+    for model in (DETECTOR, landmark_model):
+        record = build / model / "build.json"
+        if not record.is_file():
+            raise PipelineBuildError(f"no build of {model} in {build} (expected {record})")
+    targets = {(a["format"], a["precision"]) for a in json.loads(record.read_text())["artifacts"]}
+    spec = modelzoo.get_spec(landmark_model)
+    results: dict[str, dict] = {name: {} for name in images}
+    candidates = [("pytorch", "fp32", None)] + [(f, p, None) for f, p in sorted(targets)]
+    skipped = []
+    for fmt, precision, _ in candidates:
+        key = "pytorch" if fmt == "pytorch" else f"{fmt}/{precision}"
+        try:
+            with ExitStack() as stack:
+                pipe = open_pipeline(stack, landmark_model, build=build, fmt=fmt, precision=precision)
+                for name, img in images.items():
+                    results[name][key] = pipe.process(img)
+        except PipelineBuildError as exc:           # e.g. no runner for this format on this machine
+            skipped.append({"candidate": key, "reason": str(exc)})
+            continue
+        if progress:
+            progress(key)
+    rows, failures = [], []
+    for name, res in results.items():
+        for cand, cmp in compare_photos(res).items():
+            fmt, precision = cand.split("/")
+            bound = photo_bound(spec, fmt, precision)
+            faces = res[cand].faces
+            row = {"photo": name, "candidate": cand, "detector": f"{fmt}/{detector_precision(build, fmt, precision)}",
+                   "faces": len(faces),
+                   "reference_faces": len(res["pytorch"].faces), "bound_mean_iod_pct": bound}
+            per_face = cmp.get("per_face")
+            if per_face is not None:
+                row["worst_mean_iod_pct"] = max((f["mean_iod_pct"] or 0.0 for f in per_face), default=0.0)
+                row["worst_max_px"] = max((f["max_px"] for f in per_face), default=0.0)
+                row["worst_box_px"] = max((f["box_max_px"] for f in per_face), default=0.0)
+            row["passed"] = per_face is not None and row["worst_mean_iod_pct"] <= bound
+            rows.append(row)
+            if not row["passed"]:
+                failures.append(row)
+    out = {"model": landmark_model, "detector": DETECTOR, "photos": list(images), "rows": rows,
+           "skipped": skipped, "passed": not failures}
+    path = build / landmark_model / PHOTO_PARITY_JSON
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(out, indent=2))
+    tmp.replace(path)
+    out["path"] = str(path)
+    if failures:
+        lines = [f"{r['candidate']} on {r['photo']}: {r['faces']} face(s) vs {r['reference_faces']}"
+                 + (f", mean {r['worst_mean_iod_pct']:.4g}% IOD > {r['bound_mean_iod_pct']:g}%"
+                    if "worst_mean_iod_pct" in r else "") for r in failures]
+        raise ParityError("photo pipeline parity failed:\n" + "\n".join(lines), out)
+    return out
+
+
+def format_photo_parity(out: dict) -> str:
+    lines = [f"{'photo':<28} {'candidate (vs PyTorch)':<16} {'faces':>5} {'mean %IOD':>10} {'max px':>9} "
+             f"{'box px':>9}  verdict"]
+    for r in out["rows"]:
+        iod = f"{r['worst_mean_iod_pct']:>10.5f}" if "worst_mean_iod_pct" in r else f"{'-':>10}"
+        px = f"{r['worst_max_px']:>9.2e}" if "worst_max_px" in r else f"{'-':>9}"
+        bx = f"{r['worst_box_px']:>9.2e}" if "worst_box_px" in r else f"{'-':>9}"
+        lines.append(f"{Path(r['photo']).name[:28]:<28} {r['candidate']:<16} {r['faces']:>5} {iod} {px} {bx}  "
+                     f"{'pass' if r['passed'] else 'FAIL'}")
+    for s in out["skipped"]:
+        lines.append(f"skipped {s['candidate']}: {s['reason']}")
+    return "\n".join(lines)

@@ -65,5 +65,7 @@ def detect(outputs: dict[str, np.ndarray], min_score: float = 0.5, iou_threshold
     kps = np.asarray(outputs["keypoints"][index], np.float64).reshape(len(scores), -1, 2)
     if not (len(boxes) == len(kps) == len(scores)):
         raise ValueError(f"detector outputs disagree on the anchor count: {len(boxes)}, {len(kps)}, {len(scores)}")
-    keep = scores >= min_score
+    # MediaPipe drops decoded boxes with a negative (or NaN) width or height before NMS.
+    size = boxes[:, 2:] - boxes[:, :2]
+    keep = (scores >= min_score) & np.all(size >= 0, axis=1)
     return weighted_nms(boxes[keep], kps[keep], scores[keep], iou_threshold)

@@ -116,3 +116,5 @@ def test_detect_applies_the_score_threshold():
     dets = detect(out, min_score=0.5)
     assert len(dets) == 1 and dets[0].score == pytest.approx(0.5)
     assert detect(out, min_score=0.6) == []
+    out["boxes"][0, 1] = [10, 0, 0, 10]                     # negative width: dropped, like MediaPipe
+    assert detect(out, min_score=0.5) == []

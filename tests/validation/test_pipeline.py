@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-import numpy as np
 import pytest
+from PIL import Image
 
 from modelzoo.data import SAMPLE_PHOTO
 from modelzoo.photo import load_image
@@ -44,8 +44,12 @@ def test_missing_artifacts_are_clear_errors(detector_build, tmp_path):
     with ExitStack() as stack:
         with pytest.raises(PipelineBuildError, match="no build of face_detector"):
             open_pipeline(stack, build=tmp_path, fmt="tflite")
-        with pytest.raises(PipelineBuildError, match="no tflite/int8 artifact"):
-            open_pipeline(stack, build=detector_build.parent, fmt="tflite", precision="int8")
+        with pytest.raises(PipelineBuildError, match="attention_mesh has no coreml/int8 artifact"):
+            open_pipeline(stack, build=detector_build.parent, fmt="coreml", precision="int8")
+        # the detector ships no int8: an int8 landmark model is paired with the fp32 detector
+        pipe = open_pipeline(stack, build=detector_build.parent, fmt="tflite", precision="int8")
+        assert pipe.detector.runner.artifact.name == "face_detector-fp32.tflite"
+        assert pipe.landmarker.runner.artifact.name == "attention_mesh-int8.tflite"
         with pytest.raises(PipelineBuildError, match="--build is needed"):
             open_pipeline(stack, fmt="onnx")
         with pytest.raises(PipelineBuildError, match="not a landmark model"):
@@ -66,3 +70,25 @@ def test_photo_benchmark_record(detector_build):
     assert "per image" in format_photo(out)
     with pytest.raises(ValueError):
         bench_photo(SAMPLE_PHOTO, detector_build.parent, runs=0)
+
+
+def test_validate_photos_on_every_built_format(detector_build, photos, tmp_path, monkeypatch):
+    import json
+
+    import validation.pipeline as vp
+    from validation.compare import ParityError
+    paths = []
+    for name, img in photos.items():
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(img).save(paths[-1])
+    out = vp.validate_photos(paths, detector_build.parent)
+    assert out["passed"] and not out["skipped"]
+    cands = {r["candidate"] for r in out["rows"]}
+    assert cands == {"onnx/fp32", "tflite/fp32", "tflite/fp16", "tflite/int8", "coreml/fp32", "coreml/fp16"}
+    int8 = [r for r in out["rows"] if r["candidate"] == "tflite/int8"]
+    assert all(r["detector"] == "tflite/fp32" and r["worst_mean_iod_pct"] <= 1.0 for r in int8)
+    assert json.loads((detector_build.parent / "attention_mesh" / vp.PHOTO_PARITY_JSON).read_text())["passed"]
+    # the same photos against a bound nothing can meet: every fp32 candidate is named in the error
+    monkeypatch.setattr(vp, "FP32_PHOTO_IOD_PCT", 0.0)
+    with pytest.raises(ParityError, match="tflite/fp32 on .*% IOD > 0%"):
+        vp.validate_photos(paths[:1], detector_build.parent)
