@@ -33,54 +33,28 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from contextlib import ExitStack
+    from .predict import SAMPLE_CROP, SAMPLE_PHOTO, predict_images
 
-    import numpy as np
-
-    from validation.pipeline import DETECTOR, open_pipeline
-
-    from .predict import (SAMPLE_CROP, SAMPLE_PHOTO, detections_json, draw_crop_overlay, draw_photo_overlay,
-                          load_image, predict_crop)
-
-    path = Path(args.image) if args.image else (SAMPLE_CROP if args.crop else SAMPLE_PHOTO)
-    import modelzoo
-    modelzoo.get_spec(args.model)                      # unknown model: fail before reading anything
-    image = load_image(path)
-    h, w = image.shape[:2]
-    if args.crop:
-        pred = predict_crop(args.model, image, cache_dir=args.cache_dir)
-        data, overlay = pred.to_json(), (lambda: draw_crop_overlay(image, pred))
-        lines = [f"{args.model} on {path} ({w}×{h}) as a face crop: face flag {pred.face_flag:.4f}, "
-                 f"{len(pred.landmarks)} landmarks"]
-    else:
-        landmark_model = "attention_mesh" if args.model == DETECTOR else args.model
-        with ExitStack() as stack:
-            pipe = open_pipeline(stack, landmark_model, build=args.build, fmt=args.format, precision=args.precision,
-                                 runtime=args.runtime, threads=args.threads, cache_dir=args.cache_dir,
-                                 max_faces=args.max_faces)
-            if args.model == DETECTOR:
-                from modelzoo.photo import PhotoResult
-                result = PhotoResult((w, h), [], pipe.detect(image))
-                data = detections_json(result)
-            else:
-                result = pipe.process(image)
-                data = result.to_json()
-        overlay = lambda: draw_photo_overlay(image, result)  # noqa: E731
-        where = f"{args.format}/{args.precision}" if args.format != "pytorch" else "pytorch"
-        lines = [f"{args.model} on {path} ({w}×{h}, {where}): {len(data['faces'])} face(s)"]
-        lines += [f"  face {i}: box {np.round(f['box'], 1).tolist()} score {f['score']:.3f}"
-                  + (f" face flag {f['face_flag']:.3f}" if "face_flag" in f else "")
-                  for i, f in enumerate(data["faces"])]
+    paths = [Path(p) for p in args.images] or [SAMPLE_CROP if args.crop else SAMPLE_PHOTO]
+    many = len(paths) > 1
+    if many and args.output and Path(args.output).suffix.lower() == ".png":
+        raise ValueError("with several images, -o names a directory (one overlay PNG per image)")
+    frames = predict_images(args.model, paths, crop=args.crop, track=args.track, build=args.build, fmt=args.format,
+                            precision=args.precision, runtime=args.runtime, threads=args.threads,
+                            cache_dir=args.cache_dir, max_faces=args.max_faces)
+    data = {"frames": [{"image": f.path, **f.data} for f in frames]} if many else frames[0].data
     if args.output:
-        _atomic_save(Path(args.output), lambda p: overlay().save(p, format="PNG"))
+        for i, f in enumerate(frames):
+            dest = Path(args.output) / f"{i:04d}-{Path(f.path).stem}.png" if many else Path(args.output)
+            _atomic_save(dest, lambda p, f=f: f.overlay().save(p, format="PNG"))
     if args.json:
         _atomic_save(Path(args.json), lambda p: p.write_text(json.dumps(data)))
     if args.print_json:
         print(json.dumps(data))
     elif not args.quiet:
-        print("\n".join(lines))
+        print("\n".join(line for f in frames for line in f.summary))
         if args.output:
-            print(f"overlay: {args.output}")
+            print(f"overlay{'s' if many else ''}: {args.output}")
         if args.json:
             print(f"landmarks: {args.json}")
     return 0
@@ -218,9 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="find every face in a photo and its 478 landmarks (or run on a face crop)")
     pr.add_argument("model", help="landmark model id (e.g. attention_mesh), or face_detector for detections only")
-    pr.add_argument("image", nargs="?", help="photo (default: the embedded sample photo; with --crop the sample crop)")
-    pr.add_argument("-o", "--output", help="write an overlay PNG here")
-    pr.add_argument("--json", help="write the result as JSON here")
+    pr.add_argument("images", nargs="*", metavar="PHOTO",
+                    help="photo(s) (default: the embedded sample photo; with --crop the sample crop)")
+    pr.add_argument("-o", "--output", help="write an overlay PNG here (a directory of PNGs for several photos)")
+    pr.add_argument("--json", help="write the result as JSON here (several photos: {\"frames\": [...]})")
+    pr.add_argument("--track", action="store_true",
+                    help="treat the photos as consecutive video frames: follow faces from their landmarks, "
+                         "detect only when a face is lost")
     pr.add_argument("--print-json", action="store_true", help="print the JSON result to stdout")
     pr.add_argument("--crop", action="store_true", help="the image is already a face crop: no detector, no ROI")
     pr.add_argument("--build", type=Path, default=None,

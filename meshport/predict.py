@@ -108,3 +108,64 @@ def draw_photo_overlay(image: np.ndarray, result: PhotoResult, min_side: int = 5
         for name, pts in f.regions.items():
             c.dots(pts, _COLORS.get(name, _COLORS["mesh"]))
     return c.im
+
+
+@dataclass
+class FramePrediction:
+    path: str
+    image: np.ndarray
+    data: dict                      # the JSON of this image
+    summary: list[str]              # human-readable lines
+    overlay: "callable"             # () -> PIL image
+
+
+def predict_images(model_id: str, paths: list, *, crop: bool = False, track: bool = False, build=None,
+                   fmt: str = "pytorch", precision: str = "fp32", runtime: str | None = None,
+                   threads: int | None = None, cache_dir=None, max_faces: int | None = None) -> list[FramePrediction]:
+    """`meshport predict` on one or more images: whole photos through the detector → landmark
+    pipeline (each image on its own, or as consecutive video frames with `track`), the
+    detector alone for face_detector, or each image as a ready face crop with `crop`."""
+    from contextlib import ExitStack
+
+    from modelzoo.photo import FaceTracker
+    from validation.pipeline import DETECTOR, open_pipeline
+
+    modelzoo.get_spec(model_id)                      # unknown model: fail before reading anything
+    if crop and track:
+        raise ValueError("--track follows faces across photos; it cannot be combined with --crop")
+    if track and model_id == DETECTOR:
+        raise ValueError("--track needs a landmark model (tracking follows landmarks)")
+    frames = []
+    with ExitStack() as stack:
+        pipe = tracker = None
+        if not crop:
+            landmark_model = "attention_mesh" if model_id == DETECTOR else model_id
+            pipe = open_pipeline(stack, landmark_model, build=build, fmt=fmt, precision=precision, runtime=runtime,
+                                 threads=threads, cache_dir=cache_dir, max_faces=max_faces)
+            tracker = FaceTracker(pipe, max_faces=max_faces or 1) if track else None
+        model = modelzoo.load_model(model_id, pretrained=True, cache_dir=cache_dir) if crop else None
+        where = f"{fmt}/{precision}" if fmt != "pytorch" else "pytorch"
+        for path in paths:
+            image = load_image(path)
+            h, w = image.shape[:2]
+            if crop:
+                pred = predict_crop(model_id, image, model=model)
+                frames.append(FramePrediction(str(path), image, pred.to_json(), [
+                    f"{model_id} on {path} ({w}×{h}) as a face crop: face flag {pred.face_flag:.4f}, "
+                    f"{len(pred.landmarks)} landmarks"], lambda image=image, pred=pred: draw_crop_overlay(image, pred)))
+                continue
+            if model_id == DETECTOR:
+                result = PhotoResult((w, h), [], pipe.detect(image))
+                data = detections_json(result)
+            else:
+                result = (tracker or pipe).process(image)
+                data = result.to_json()
+            lines = [f"{model_id} on {path} ({w}×{h}, {where}): {len(data['faces'])} face(s)"]
+            lines += [f"  face {i}: box {np.round(f['box'], 1).tolist()} score {f['score']:.3f}"
+                      + (f" face flag {f['face_flag']:.3f}" if "face_flag" in f else "")
+                      for i, f in enumerate(data["faces"])]
+            frames.append(FramePrediction(str(path), image, data, lines,
+                                          lambda image=image, result=result: draw_photo_overlay(image, result)))
+        if tracker is not None and frames:
+            frames[-1].summary.append(f"tracking: the detector ran on {tracker.detector_runs} of {len(frames)} frames")
+    return frames

@@ -87,6 +87,27 @@ def test_predict_with_the_detector_only(tmp_path):
     assert r.returncode == 2 and "not a landmark model" in r.stderr
 
 
+def test_predict_tracks_faces_across_frames(tmp_path):
+    from modelzoo.data import SAMPLE_PHOTO
+    frames = []
+    with Image.open(SAMPLE_PHOTO) as im:
+        for i, dx in enumerate((0, 4, 8)):                    # the face drifts right by 4 px a frame
+            p = tmp_path / f"frame{i}.png"
+            Image.fromarray(np.roll(np.asarray(im), dx, axis=1)).save(p)
+            frames.append(str(p))
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (512, 600)).save(blank)
+    r = meshport("predict", "attention_mesh", *frames, str(blank), frames[0], "--track", "--json",
+                 str(tmp_path / "t.json"), "-o", str(tmp_path / "overlays"))
+    assert r.returncode == 0, r.stderr
+    assert "the detector ran on 2 of 5 frames" in r.stdout      # first frame, and after the face was lost
+    data = json.loads((tmp_path / "t.json").read_text())["frames"]
+    assert [len(f["faces"]) for f in data] == [1, 1, 1, 0, 1]
+    xs = [np.array(f["faces"][0]["landmarks"])[:, 0].mean() for f in data[:3]]
+    assert 3 < xs[1] - xs[0] < 5 and 3 < xs[2] - xs[1] < 5
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 5
+
+
 def test_predict_on_a_photo_without_faces(tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (320, 240), (90, 120, 200)).save(blank)
