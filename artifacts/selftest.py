@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from modelzoo.metrics import inter_ocular_distance
+
 from .errors import PublishError, SelfTestError
 
-IOD_INDICES = (33, 263)          # outer eye corners in the 478-point contract (DESIGN §5)
 FALLBACK_ATOL = 1e-2             # non-landmark outputs (face_flag, a probability) under an IOD-only tolerance
 FALLBACK_REASON = "non-landmark output under an IOD-only tolerance: absolute difference ≤ 0.01"
 
@@ -55,10 +56,7 @@ def golden_input(entry: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _iod(outputs: dict[str, np.ndarray]) -> float | None:
     lm = outputs.get("landmarks")
-    if lm is None or lm.size != 478 * 3:
-        return None
-    pts = np.asarray(lm, np.float64).reshape(478, 3)
-    return float(np.linalg.norm(pts[IOD_INDICES[0], :2] - pts[IOD_INDICES[1], :2]))
+    return None if lm is None else inter_ocular_distance(lm)
 
 
 def tolerance_rules(spec: Any, fmt: str, precision: str, outputs: dict[str, np.ndarray]) -> dict[str, dict]:

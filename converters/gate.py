@@ -6,12 +6,10 @@ import numpy as np
 import torch
 
 from modelzoo.data import sample_face
+from modelzoo.metrics import inter_ocular_distance, landmark_errors
 from modelzoo.spec import ModelSpec
 
 from .base import ConversionError
-
-IOD_INDICES = (33, 263)
-
 
 def seeded_input(spec: ModelSpec, seed: int = 0) -> np.ndarray:
     shape = [1 if d is None else d for d in spec.inputs[0].shape]
@@ -51,10 +49,7 @@ def check(step: str, spec: ModelSpec, fmt: str, precision: str,
 def _compare(step: str, spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray],
              got: dict[str, np.ndarray], face: bool) -> tuple[dict, list[str]]:
     rows, failures = {}, []
-    iod = None
-    if face and "landmarks" in ref:
-        lm = ref["landmarks"][0]
-        iod = float(np.linalg.norm(lm[IOD_INDICES[0], :2] - lm[IOD_INDICES[1], :2]))
+    iod = inter_ocular_distance(ref["landmarks"][0]) if face and "landmarks" in ref else None
     for out in spec.outputs:
         if out.name not in got:
             raise ConversionError(step, f"artifact has no output {out.name!r}")
@@ -68,8 +63,7 @@ def _compare(step: str, spec: ModelSpec, fmt: str, precision: str, ref: dict[str
         if bound is not None and not row["max_abs"] <= bound:
             failures.append(f"{out.name}: max abs {row['max_abs']:.3g} > {bound:g}")
         if tol.mean_iod_pct is not None and out.name in spec.landmark_outputs and iod:
-            px = np.linalg.norm(a[..., :2] - b[..., :2], axis=-1).mean()
-            row["mean_iod_pct"] = float(100 * px / iod)
+            row["mean_iod_pct"] = landmark_errors(a, b, iod)["mean_iod_pct"]
             if not row["mean_iod_pct"] <= tol.mean_iod_pct:
                 failures.append(f"{out.name}: mean {row['mean_iod_pct']:.3g}% IOD > {tol.mean_iod_pct:g}%")
         rows[out.name] = row

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from modelzoo.errors import MeshportError
+from modelzoo.metrics import inter_ocular_distance, point_errors
 from modelzoo.spec import ModelSpec, Tolerance
 
-IOD_INDICES = (33, 263)  # outer eye corners
 
 
 class ParityError(MeshportError):
@@ -67,10 +67,7 @@ class EdgeResult:
 def compare(spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray], got: dict[str, np.ndarray],
             is_face: bool) -> list[OutputResult]:
     results = []
-    iod = None
-    if is_face and "landmarks" in ref:
-        lm = ref["landmarks"].reshape(-1, 478, 3)[0]
-        iod = float(np.linalg.norm(lm[IOD_INDICES[0], :2] - lm[IOD_INDICES[1], :2]))
+    iod = inter_ocular_distance(ref["landmarks"].reshape(-1, 478, 3)[0]) if is_face and "landmarks" in ref else None
     for out in spec.outputs:
         a, b = ref[out.name].astype(np.float64), got[out.name].astype(np.float64)
         err = np.abs(a - b)
@@ -96,8 +93,7 @@ def compare(spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray
 
 def _landmark_metrics(name: str, a: np.ndarray, b: np.ndarray, iod: float | None,
                       spec: ModelSpec) -> dict[str, dict[str, float]]:
-    a2, b2 = a.reshape(-1, a.shape[-1])[:, :2], b.reshape(-1, b.shape[-1])[:, :2]
-    px = np.linalg.norm(a2 - b2, axis=-1)
+    px = point_errors(a, b)
     sets = regions(spec) if name == "landmarks" else {"all": list(range(len(px)))}
     out = {}
     for region, idx in sets.items():

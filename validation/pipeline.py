@@ -10,6 +10,7 @@ import numpy as np
 
 import modelzoo
 from modelzoo.errors import MeshportError
+from modelzoo.metrics import inter_ocular_distance, landmark_errors
 from modelzoo.photo import FacePipeline
 
 from .runners import DEFAULT_RUNNERS, Runner, get_runner, runner_for
@@ -105,10 +106,7 @@ def compare_photos(results: dict[str, "object"]) -> dict[str, dict]:
             continue
         rows = []
         for a, b in zip(ref.faces, res.faces):
-            e = np.linalg.norm(a.landmarks[:, :2] - b.landmarks[:, :2], axis=1)
-            iod = float(np.linalg.norm(a.landmarks[33, :2] - a.landmarks[263, :2]))
-            rows.append({"max_px": float(e.max()), "mean_px": float(e.mean()),
-                         "mean_iod_pct": float(100 * e.mean() / iod) if iod > 0 else None,
+            rows.append({**landmark_errors(a.landmarks, b.landmarks, inter_ocular_distance(a.landmarks)),
                          "box_max_px": float(np.abs(a.box - b.box).max())})
         out[name] = {"faces": len(res.faces), "per_face": rows}
     return out

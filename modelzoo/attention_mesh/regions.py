@@ -28,6 +28,3 @@ MEDIAPIPE_REGIONS = (
     RegionConfig("left_eye", 33, 133, LEFT_EYE, (("left_eye", 71), ("left_iris", 5))),
     RegionConfig("right_eye", 362, 263, RIGHT_EYE, (("right_eye", 71), ("right_iris", 5))),
 )
-
-# Mesh indices of the outer eye corners: inter-ocular distance (IOD) for the landmark metrics.
-IOD_INDICES = (33, 263)
