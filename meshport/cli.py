@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (MeshportError, FileNotFoundError, KeyError, ValueError) as exc:
+    except (MeshportError, OSError, KeyError, ValueError) as exc:
         from validation.compare import ParityError
         text = str(exc).strip()
         if isinstance(exc, ParityError):  # the table of failing outputs is the point: print it whole

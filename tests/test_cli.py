@@ -116,6 +116,12 @@ def test_predict_on_a_photo_without_faces(tmp_path):
     assert json.loads(r.stdout) == {"image_size": [320, 240], "faces": []}
 
 
+def test_predict_to_an_unwritable_place_is_one_line_and_leaves_nothing(tmp_path):
+    r = meshport("predict", "attention_mesh", "--json", str(tmp_path))            # a directory, not a file
+    assert r.returncode == 2 and "Is a directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_predict_needs_a_build_for_compiled_formats(tmp_path):
     r = meshport("predict", "attention_mesh", "--format", "tflite", "--build", str(tmp_path))
     assert r.returncode == 2 and "no build of face_detector" in r.stderr
