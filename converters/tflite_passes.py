@@ -6,6 +6,10 @@ cannot run. Where the indices are clamped to [0, n) — as Meshport's GridSample
 them — the guard is a no-op: the pass feeds each GATHER its raw indices and drops dead ops.
 Callers verify numerically that the model computes the same before and after.
 
+`fuse_prelu`: onnx2tf's fallback PReLUs back into native PRELU. `add_n_to_add`: two-input ADD_N
+(onnx2tf's `Sum`) as ADD, which XNNPACK delegates. `drop_identity_convs`: remove the 1×1 unit
+convolutions the GridSample lowering ends its crops with (they tell onnx2tf the crop is NHWC).
+
 `rename_io`: give inputs/outputs (tensors and signature) the names of the model spec."""
 from __future__ import annotations
 
@@ -253,7 +257,8 @@ def _add_const(model, sg, value: np.ndarray, name: str) -> int:
 
 def add_n_to_add(buf: bytes) -> tuple[bytes, int]:
     """Turn each two-input float ADD_N (what onnx2tf makes of an ONNX `Sum`) into ADD: the same
-    sum, but an op XNNPACK delegates (it has no ADD_N), so the graph is not cut around it."""
+    sum, bit for bit, and cheaper on the XNNPACK interpreter (the attention mesh's 18 backbone
+    ADD_Ns took 0.25 ms op by op; as ADDs all 66 residual adds, heads included, take 0.14 ms)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = _load(buf)

@@ -380,3 +380,27 @@ def test_mediapipe_network_cuts_are_custom_op_free():
         tp.cut_model(cuts["backbone"], ["input_1"], ["no_such_tensor"])
     with pytest.raises(tp.CutError, match="needed"):
         tp.cut_model(cuts["heads"], [MP_HEAD_IN[0]], ["conv_left_eye"])
+
+
+@pytest.mark.slow
+def test_sampler_groups_partition_our_tflite(full_build):
+    """The lowering-cost split: every op in exactly one group; sampling holds the runtime-index
+    GATHERs and the per-region crops, the network every convolution, the matrices no GATHER
+    with runtime indices."""
+    from validation.bench import tflite_profile as tp
+    from validation.bench.compare import sampler_groups
+    root, _ = full_build
+    buf = (root / "attention_mesh-fp32.tflite").read_bytes()
+    groups = sampler_groups(buf)
+    model = tp.read_model(buf)
+    sg, kinds = model.subgraphs[0], tp.op_kinds(model)
+    kind = {i: kinds[op.opcodeIndex] for i, op in enumerate(sg.operators)}
+    sets = list(groups.values())
+    assert sum(len(s) for s in sets) == len(sg.operators) == len(set().union(*sets))
+    sampling = groups["sampling: grid + lowered GridSample"]
+    runtime_gathers = {i for i, op in enumerate(sg.operators)
+                       if kind[i] == "GATHER" and not tp._is_const(model, sg, int(op.inputs[1]))}
+    assert runtime_gathers and runtime_gathers <= sampling
+    assert not {i for i in sampling if kind[i] in ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU")}
+    crops = [i for i in sampling if len(sg.tensors[int(sg.operators[i].outputs[0])].shape) == 4]
+    assert len([i for i in crops if kind[i] == "STRIDED_SLICE"]) >= 3     # 3 region crops (+ row tables)

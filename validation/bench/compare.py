@@ -386,9 +386,11 @@ def sampler_groups(buf: bytes) -> dict[str, set[int]]:
     backbone = _closure(sg, set(mesh_ops), forward=False)
     flag = [i for i, op in enumerate(sg.operators) if tp.tensor_name(sg, int(op.outputs[0])) == "face_flag"]
     backbone |= _closure(sg, set(flag), forward=False)
-    # Past the rank-4 crop only its reshapes/transposes and the in-bounds mask (MUL) belong to sampling.
-    down = _closure(sg, gathers, forward=True, expand=lambda i: low_rank(i) or kind(i) in ("RESHAPE", "TRANSPOSE"))
-    crops = {i for i in down if not low_rank(i) and kind(i) in ("RESHAPE", "TRANSPOSE", "MUL")}
+    # Past the rank-4 crops only their reshapes/transposes, the split of jointly sampled crops into
+    # one per region and an in-bounds mask (MUL) left after the sampler belong to sampling.
+    moves = ("RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "SPLIT")
+    down = _closure(sg, gathers, forward=True, expand=lambda i: low_rank(i) or kind(i) in moves)
+    crops = {i for i in down if not low_rank(i) and kind(i) in moves + ("MUL",)}
     if not crops:
         raise BenchError("the sampler gathers lead to no rank-4 crop tensor")
     region = _closure(sg, crops, forward=False) - backbone

@@ -1,0 +1,59 @@
+"""TFLite passes on tiny converted graphs: each keeps the outputs and changes only what it says."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converters.onnx_tflite import run_tflite
+from converters.tflite_passes import add_n_to_add, drop_identity_convs, op_histogram
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _tflite(fn, *shapes) -> bytes:
+    sig = [tf.TensorSpec(s, tf.float32) for s in shapes]
+    concrete = tf.function(fn, input_signature=sig).get_concrete_function()
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+
+
+def _same_outputs(a: bytes, b: bytes, feed: dict) -> None:
+    before, after = run_tflite(a, feed), run_tflite(b, feed)
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k])
+
+
+def test_add_n_becomes_add():
+    model = _tflite(lambda a, b: tf.nn.relu(tf.math.add_n([a, b])), [1, 4, 4, 8], [1, 4, 4, 8])
+    assert op_histogram(model).get("ADD_N") == 1
+    out, n = add_n_to_add(model)
+    assert n == 1 and "ADD_N" not in op_histogram(out) and op_histogram(out)["ADD"] == 1
+    rng = np.random.default_rng(0)
+    _same_outputs(model, out, {k: rng.standard_normal((1, 4, 4, 8)).astype(np.float32) for k in ("a", "b")})
+
+
+def test_identity_convs_are_dropped_and_others_kept():
+    rng = np.random.default_rng(0)
+    w = tf.constant(rng.normal(size=(3, 3, 8, 8)).astype(np.float32))
+    ones, twos = np.ones((1, 1, 8, 1), np.float32), np.full((1, 1, 8, 1), 2.0, np.float32)
+
+    def f(x):
+        y = tf.nn.conv2d(x, w, 1, "SAME")
+        a = tf.nn.depthwise_conv2d(y, ones, [1, 1, 1, 1], "VALID")            # identity, depthwise
+        b = tf.nn.conv2d(y, np.ones((1, 1, 1, 8), np.float32), 1, "VALID")     # identity, 8 groups of 1
+        c = tf.nn.depthwise_conv2d(y, twos, [1, 1, 1, 1], "VALID")            # ×2: not an identity
+        return a + b * c, tf.nn.relu(tf.nn.depthwise_conv2d(x, ones, [1, 1, 1, 1], "VALID"))
+
+    model = _tflite(f, [1, 6, 6, 8])
+    # The identity with a fused RELU is a ReLU, not an identity: it stays too.
+    assert op_histogram(model) == {"ADD": 1, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 3, "MUL": 1}
+    out, n = drop_identity_convs(model)
+    assert n == 2 and op_histogram(out) == {"ADD": 1, "CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "MUL": 1}
+    _same_outputs(model, out, {"x": rng.standard_normal((1, 6, 6, 8)).astype(np.float32)})
+
+
+def test_passes_leave_models_without_their_pattern_alone():
+    model = _tflite(lambda a: tf.nn.relu(a) * 2.0, [1, 4, 4, 8])
+    for tflite_pass in (add_n_to_add, drop_identity_convs):
+        out, n = tflite_pass(model)
+        assert n == 0 and op_histogram(out) == op_histogram(model)
