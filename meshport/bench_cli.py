@@ -162,7 +162,7 @@ def _compare(args: argparse.Namespace) -> int:
     if "mediapipe" in out:
         m = out["mediapipe"]
         print(MediaPipeComparison(m["threads"], m["runs"], m["rows"], m["ratio"], m["backbone_ratio"],
-                                  m["op_counts"]).format())
+                                  m["op_counts"], m.get("round_ratio")).format())
         print()
     if "lowering" in out:
         lw = out["lowering"]

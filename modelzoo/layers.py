@@ -94,23 +94,28 @@ def _cols(t: torch.Tensor, idx: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return t.index_select(1, idx)
 
 
-def crop_affine(
+def crop_affines(
     points: torch.Tensor,
-    subset: torch.Tensor,
-    left_idx: int,
-    right_idx: int,
+    subsets: Sequence[Sequence[int]],
+    left_idx: Sequence[int],
+    right_idx: Sequence[int],
     crop_hw: tuple[int, int],
-    scale_xy: tuple[float, float] = (1.5, 1.5),
-    target_rotation: float = 0.0,
+    scales: Sequence[tuple[float, float]],
+    target_rotations: Sequence[float],
 ) -> torch.Tensor:
-    """The crop matrix as (N,6) = row-major [a00 a01 tx a10 a11 ty]; see `crop_matrix`.
+    """The crop matrices of R regions at once, (N, 6R): column blocks [a00 | a01 | tx | a10 |
+    a11 | ty], each R wide (region r's matrix: `region_affine(m, r, R)`); see `crop_matrix`.
 
+    Every step runs once for all regions (TFLite's cost here is per op, not per element).
     Written for the TFLite GPU delegate and onnx2tf: only rank-2 tensors, constant 1-D gathers
     instead of slices, no comparisons or selects."""
     n, p, d = points.shape
+    r_count = len(subsets)
+    if not (len(left_idx) == len(right_idx) == len(scales) == len(target_rotations) == r_count) or not r_count:
+        raise ValueError("crop_affines needs one left/right index, scale and rotation per subset")
     flat = points.reshape(n, p * d)
-    lx, ly = _cols(flat, [left_idx * d]), _cols(flat, [left_idx * d + 1])          # (N,1)
-    rx_, ry_ = _cols(flat, [right_idx * d]), _cols(flat, [right_idx * d + 1])
+    lx, ly = _cols(flat, [i * d for i in left_idx]), _cols(flat, [i * d + 1 for i in left_idx])      # (N,R)
+    rx_, ry_ = _cols(flat, [i * d for i in right_idx]), _cols(flat, [i * d + 1 for i in right_idx])
     dx, dy = rx_ - lx, ry_ - ly
     norm = torch.sqrt(dx * dx + dy * dy)
     safe = torch.clamp(norm, min=1e-4)
@@ -119,29 +124,60 @@ def crop_affine(
     degenerate = 1.0 - torch.clamp(norm * 60000.0, 0.0, 1.0)
     cos_t = dx / safe + degenerate
     sin_t = dy / safe
-    ct, st = math.cos(target_rotation), math.sin(target_rotation)
-    # Angle the crop is rotated by, φ = θ − target (MediaPipe's −rotation).
-    c = cos_t * ct + sin_t * st                                                      # (N,1)
+
+    def row(values: Sequence[float]) -> torch.Tensor:          # a (1,R) constant
+        return torch.tensor([list(values)], dtype=points.dtype, device=points.device)
+
+    ct, st = row(math.cos(t) for t in target_rotations), row(math.sin(t) for t in target_rotations)
+    # Angle each crop is rotated by, φ = θ − target (MediaPipe's −rotation).
+    c = cos_t * ct + sin_t * st                                                      # (N,R)
     s = sin_t * ct - cos_t * st
-    sub = subset.to(torch.int32) * d
-    sx, sy = _cols(flat, sub), _cols(flat, sub + 1)                                  # (N,K)
-    # Rotate by −φ to make the region axis-aligned, take its box.
-    rx = c * sx + s * sy
-    ry = c * sy - s * sx
-    x_min, x_max = rx.amin(dim=1, keepdim=True), rx.amax(dim=1, keepdim=True)
-    y_min, y_max = ry.amin(dim=1, keepdim=True), ry.amax(dim=1, keepdim=True)
+    # Subsets padded to one length by repeating their first point (box unchanged).
+    k = max(len(sub) for sub in subsets)
+    idx = [i * d for sub in subsets for i in (list(sub) + [sub[0]] * (k - len(sub)))]
+    sx, sy = _cols(flat, idx), _cols(flat, [i + 1 for i in idx])                     # (N,R·K)
+    each = [r for r in range(r_count) for _ in range(k)]
+    cr, sr = _cols(c, each), _cols(s, each)
+    # Rotate by −φ to make each region axis-aligned, take its box.
+    rx = cr * sx + sr * sy
+    ry = cr * sy - sr * sx
+
+    def box(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = t.reshape(n * r_count, k)
+        return g.amin(dim=1).reshape(n, r_count), g.amax(dim=1).reshape(n, r_count)
+
+    (x_min, x_max), (y_min, y_max) = box(rx), box(ry)
     mx, my = (x_min + x_max) * 0.5, (y_min + y_max) * 0.5
     # Box centre back by +φ.
     cx = c * mx - s * my
     cy = s * mx + c * my
     out_h, out_w = crop_hw
-    kx = (x_max - x_min) * (scale_xy[0] / out_w)
-    ky = (y_max - y_min) * (scale_xy[1] / out_h)
+    kx = (x_max - x_min) * row(sc[0] / out_w for sc in scales)
+    ky = (y_max - y_min) * row(sc[1] / out_h for sc in scales)
     a00, a01 = c * kx, -s * ky
     a10, a11 = s * kx, c * ky
     tx = cx - a00 * (out_w / 2) - a01 * (out_h / 2)
     ty = cy - a10 * (out_w / 2) - a11 * (out_h / 2)
     return torch.cat([a00, a01, tx, a10, a11, ty], dim=1)
+
+
+def region_affine(matrices: torch.Tensor, r: int, count: int) -> torch.Tensor:
+    """Region r's (N,6) row-major [a00 a01 tx a10 a11 ty] from `crop_affines`' (N, 6·count)."""
+    return _cols(matrices, [r + j * count for j in range(6)])
+
+
+def crop_affine(
+    points: torch.Tensor,
+    subset: torch.Tensor | Sequence[int],
+    left_idx: int,
+    right_idx: int,
+    crop_hw: tuple[int, int],
+    scale_xy: tuple[float, float] = (1.5, 1.5),
+    target_rotation: float = 0.0,
+) -> torch.Tensor:
+    """One region's crop matrix as (N,6) = row-major [a00 a01 tx a10 a11 ty]; see `crop_matrix`."""
+    sub = subset.tolist() if isinstance(subset, torch.Tensor) else list(subset)
+    return crop_affines(points, [sub], [left_idx], [right_idx], crop_hw, [scale_xy], [target_rotation])
 
 
 def crop_matrix(points: torch.Tensor, subset: torch.Tensor, left_idx: int, right_idx: int,
@@ -219,6 +255,26 @@ def transform_points_flat(points: torch.Tensor, matrix: torch.Tensor, translatio
     px, py = _cols(points, range(0, k2, 2)), _cols(points, range(1, k2, 2))
     x = _cols(m, [0]) * px + _cols(m, [1]) * py + _cols(m, [2]) * translation_scale
     y = _cols(m, [3]) * px + _cols(m, [4]) * py + _cols(m, [5]) * translation_scale
+    interleave = [i // 2 + (k if i % 2 else 0) for i in range(k2)]
+    return _cols(torch.cat([x, y], dim=1), interleave)
+
+
+def transform_points_joint(points: torch.Tensor, matrices: torch.Tensor, region_of_point: Sequence[int],
+                           count: int, translation_scale: float = 1.0) -> torch.Tensor:
+    """`transform_points_flat` for the points of several regions at once: `points` (N, 2K)
+    interleaved x,y; point j goes through region `region_of_point[j]`'s matrix of
+    `crop_affines`' (N, 6·count). Returns (N, 2K) interleaved. Rank-2 only."""
+    n, k2 = points.shape
+    k = k2 // 2
+    if len(region_of_point) != k:
+        raise ValueError(f"{k} points but {len(region_of_point)} region assignments")
+    px, py = _cols(points, range(0, k2, 2)), _cols(points, range(1, k2, 2))
+
+    def coef(j: int) -> torch.Tensor:                        # (N,K): entry j of each point's matrix
+        return _cols(matrices, [j * count + r for r in region_of_point])
+
+    x = coef(0) * px + coef(1) * py + coef(2) * translation_scale
+    y = coef(3) * px + coef(4) * py + coef(5) * translation_scale
     interleave = [i // 2 + (k if i % 2 else 0) for i in range(k2)]
     return _cols(torch.cat([x, y], dim=1), interleave)
 

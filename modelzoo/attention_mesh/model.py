@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers import (BlazeBlock, ConvPReLU, CropSampler, blaze_stage, check_image_input, crop_affine,
-                      transform_points_flat)
+from ..layers import (BlazeBlock, ConvPReLU, CropSampler, blaze_stage, check_image_input, crop_affines,
+                      region_affine, transform_points_joint)
 from ..spec import TensorSpec
 
 
@@ -143,35 +143,48 @@ class AttentionMesh(nn.Module):
         s = cfg.feature_scale
         crop_hw = (cfg.crop_size, cfg.crop_size)
         mesh_feat = (mesh * s).reshape(n, cfg.num_mesh, 3)
-        flat: dict[str, torch.Tensor] = {}
-        for r in cfg.regions:
-            m = crop_affine(mesh_feat, getattr(self, f"subset_{r.name}"), r.left_idx, r.right_idx,
-                            crop_hw, r.scale, r.target_rotation)
-            crop = self.samplers[r.name](feat, m)
-            for name, pts in self.regions[r.name](crop).items():
-                # Heads predict in the crop frame ×(1/s); map through the matrix with its
-                # translation ×(1/s) to land in input pixels.
-                flat[name] = transform_points_flat(pts.reshape(n, -1), m, 1.0 / s)
-        landmarks = self.assemble(mesh, flat).reshape(n, -1, 3)
-        regions = {name: v.reshape(n, -1, 2) for name, v in flat.items()}
+        regs = cfg.regions
+        # All crop matrices in one graph (N, 6R); each region samples through its own.
+        m = crop_affines(mesh_feat, [r.subset for r in regs], [r.left_idx for r in regs],
+                         [r.right_idx for r in regs], crop_hw, [r.scale for r in regs],
+                         [r.target_rotation for r in regs])
+        heads, owner = [], []
+        for i, r in enumerate(regs):
+            crop = self.samplers[r.name](feat, region_affine(m, i, len(regs)))
+            outs = self.regions[r.name](crop)
+            for name, k in r.outputs:
+                heads.append(outs[name].reshape(n, 2 * k))
+                owner += [i] * k
+        # Heads predict in the crop frame ×(1/s); every point goes through its region's matrix
+        # with the translation ×(1/s) to land in input pixels — one transform for all outputs.
+        joint = transform_points_joint(torch.cat(heads, dim=1), m, owner, len(regs), 1.0 / s)
+        landmarks = self.assemble(mesh, joint).reshape(n, -1, 3)
+        regions, offset = {}, 0
+        for r in regs:
+            for name, k in r.outputs:
+                regions[name] = joint.index_select(1, torch.arange(offset, offset + 2 * k, dtype=torch.int32,
+                                                                   device=joint.device)).reshape(n, k, 2)
+                offset += 2 * k
         return {"landmarks": landmarks, "face_flag": face_flag, **regions}
 
-    def assemble(self, mesh: torch.Tensor, flat: dict[str, torch.Tensor]) -> torch.Tensor:
+    def assemble(self, mesh: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         """478 landmarks, flat (N, 478·3): region points overwrite x,y of the mesh at their subset
         indices (z kept); irises are appended with z = mean mesh z of their eye's contour points.
 
-        `mesh` is (N, 468·3) and `flat` the regions' (N, 2K) outputs. One concatenation and one
-        constant-index gather (rank-2 tensors only)."""
+        `mesh` is (N, 468·3) and `joint` the regions' outputs side by side (N, 2K), in region and
+        output order. One concatenation and one constant-index gather (rank-2 tensors only)."""
         cfg = self.cfg
-        parts = [mesh]
+        parts = [mesh, joint]
         col: dict[tuple[str, int, int], int] = {}     # (source, point, coord) → column
         offset = cfg.num_mesh * 3
         for r in cfg.regions:
             for name, k in r.outputs:
                 for j in range(k):
                     col[(name, j, 0)], col[(name, j, 1)] = offset + 2 * j, offset + 2 * j + 1
-                parts.append(flat[name])
                 offset += 2 * k
+        if offset != cfg.num_mesh * 3 + joint.shape[1]:
+            raise ValueError(f"joint region outputs have {joint.shape[1]} columns, the regions "
+                             f"{offset - cfg.num_mesh * 3}")
         index = [3 * i + c for i in range(cfg.num_mesh) for c in range(3)]
         iris_cols: list[int] = []
         for r in cfg.regions:

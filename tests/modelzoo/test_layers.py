@@ -179,3 +179,27 @@ def test_shipped_config_size_matches_mediapipe():
     model = modelzoo.load_model("attention_mesh", pretrained=False)
     assert count_params(model) == 1_189_277            # MediaPipe: 1.19 M parameters
     assert count_macs(model, torch.zeros(1, 3, 192, 192)) == pytest.approx(43.5e6, rel=0.01)
+
+
+def test_joint_crop_matrices_and_point_transforms_equal_the_per_region_ones_bit_for_bit():
+    from modelzoo.layers import (crop_affine, crop_affines, region_affine, transform_points_flat,
+                                 transform_points_joint)
+    g = torch.Generator().manual_seed(7)
+    pts = torch.rand(2, 40, 3, generator=g) * 48
+    subsets = [list(range(3, 12)), list(range(20, 25)), [30, 31, 39, 2]]          # unequal sizes
+    lefts, rights = [0, 13, 26], [1, 14, 27]
+    scales, rots = [(1.5, 1.5), (1.5, 1.2), (2.0, 1.5)], [0.0, 0.3, -0.7]
+    joint = crop_affines(pts, subsets, lefts, rights, (16, 12), scales, rots)
+    assert joint.shape == (2, 18)
+    for r in range(3):
+        one = crop_affine(pts, subsets[r], lefts[r], rights[r], (16, 12), scales[r], rots[r])
+        assert torch.equal(region_affine(joint, r, 3), one)
+    heads = [torch.rand(2, 2 * k, generator=g) * 16 for k in (4, 3, 5)]
+    owner = [0] * 4 + [1] * 3 + [2] * 5
+    got = transform_points_joint(torch.cat(heads, 1), joint, owner, 3, 0.25)
+    want = torch.cat([transform_points_flat(h, region_affine(joint, r, 3), 0.25) for r, h in enumerate(heads)], 1)
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError):
+        transform_points_joint(torch.cat(heads, 1), joint, owner[:-1], 3)
+    with pytest.raises(ValueError):
+        crop_affines(pts, subsets, lefts[:2], rights, (16, 16), scales, rots)

@@ -264,10 +264,14 @@ class MediaPipeComparison:
     ratio: float              # ours full / MediaPipe network (backbone + heads)
     backbone_ratio: float     # our backbone cut / MediaPipe backbone cut
     op_counts: dict[str, dict[str, int]]
+    # Per-round ratios (each round times both back to back, so slow drifts of the host cancel):
+    # median and 10th/90th percentiles. None when not measured (older records).
+    round_ratio: dict[str, float] | None = None
 
     def to_json(self) -> dict:
         return {"threads": self.threads, "runs": self.runs, "rows": self.rows, "ratio": round(self.ratio, 4),
-                "backbone_ratio": round(self.backbone_ratio, 4), "op_counts": self.op_counts}
+                "backbone_ratio": round(self.backbone_ratio, 4), "op_counts": self.op_counts,
+                "round_ratio": self.round_ratio}
 
     def format(self) -> str:
         lines = [f"Ours vs MediaPipe's network — TFLite XNNPACK, {self.threads} thread(s), {self.runs} interleaved runs",
@@ -275,6 +279,10 @@ class MediaPipeComparison:
         for name, r in self.rows.items():
             lines.append(f"{name:<44} {r['median_ms']:>10.3f} {r['p90_ms']:>9.3f} {r['min_ms']:>9.3f}")
         lines.append(f"{'ours (full) / MediaPipe (backbone + heads)':<44} {self.ratio:>10.2f}×")
+        if self.round_ratio:
+            rr = self.round_ratio
+            lines.append(f"{'  same, median of per-round ratios':<44} {rr['median']:>10.3f}×  "
+                         f"(p10 {rr['p10']:.3f}, p90 {rr['p90']:.3f})")
         lines.append(f"{'our backbone / MediaPipe backbone':<44} {self.backbone_ratio:>10.2f}×")
         for k, c in self.op_counts.items():
             lines.append(f"  ops in {k}: " + ", ".join(f"{n} {v}" for n, v in sorted(c.items(), key=lambda x: -x[1])[:8]))
@@ -298,6 +306,9 @@ def compare_mediapipe(our_tflite: Path, threads: int = 1, runs: int = 100, warmu
     t = interleave({"ours": lambda: s_ours(f_ours), "ours_bb": lambda: s_bb(f_bb),
                     "mp_bb": lambda: s_mpb(f_mpb), "mp_heads": lambda: s_mph(f_mph)}, runs, warmup, progress)
     mp = [a + b for a, b in zip(t["mp_bb"], t["mp_heads"])]
+    per_round = np.array(t["ours"]) / np.array(mp)
+    round_ratio = {"median": round(float(np.median(per_round)), 4), "p10": round(float(np.percentile(per_round, 10)), 4),
+                   "p90": round(float(np.percentile(per_round, 90)), 4)}
     rows = {"ours: attention_mesh-fp32.tflite (full)": _row(t["ours"]),
             "MediaPipe network (backbone + heads)": _row(mp),
             "ours: backbone cut": _row(t["ours_bb"]),
@@ -309,7 +320,7 @@ def compare_mediapipe(our_tflite: Path, threads: int = 1, runs: int = 100, warmu
                                rows["ours: attention_mesh-fp32.tflite (full)"]["median_ms"]
                                / rows["MediaPipe network (backbone + heads)"]["median_ms"],
                                rows["ours: backbone cut"]["median_ms"] / rows["MediaPipe: backbone cut"]["median_ms"],
-                               counts)
+                               counts, round_ratio)
 
 
 # -- the GridSample lowering's share, op by op ----------------------------------------------------
@@ -371,7 +382,7 @@ def sampler_groups(buf: bytes) -> dict[str, set[int]]:
     backbone, heads, point transforms, assembly). The sampler gathers are the GATHERs with runtime
     indices (subset/assembly gathers have constant indices); the lowering works on rank ≤ 2
     tensors, so the region ends at the op that makes the rank-4 crop; the matrix stage is what
-    feeds the 6-element matrix concatenations."""
+    feeds the concatenation of the six matrix-entry blocks."""
     model = tp.read_model(buf)
     sg = model.subgraphs[0]
     kinds = tp.op_kinds(model)
@@ -394,7 +405,11 @@ def sampler_groups(buf: bytes) -> dict[str, set[int]]:
     if not crops:
         raise BenchError("the sampler gathers lead to no rank-4 crop tensor")
     region = _closure(sg, crops, forward=False) - backbone
-    mats = {i for i in region if kind(i) == "CONCATENATION" and int(np.prod(sg.tensors[int(sg.operators[i].outputs[0])].shape)) == 6}
+    # The matrices leave as one concatenation of six equal (1, R) blocks [a00|a01|tx|a10|a11|ty].
+    def six_blocks(i: int) -> bool:
+        ins = [tuple(sg.tensors[int(t)].shape) for t in sg.operators[i].inputs]
+        return kind(i) == "CONCATENATION" and len(ins) == 6 and len(set(ins)) == 1 and int(np.prod(ins[0])) <= 16
+    mats = {i for i in region if six_blocks(i)}
     matrix = _closure(sg, mats, forward=False) & region
     sampling = region - matrix
     network = set(range(len(sg.operators))) - region
