@@ -69,7 +69,8 @@ def test_perturbed_tflite_weight_is_caught_and_localised(full_build, tmp_path):
     sg = model.subgraphs[0]
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     convs = [op for op in sg.operators if codes[op.opcodeIndex] == 3]          # CONV_2D
-    target = convs[20]                                                          # a backbone conv
+    # a backbone conv: the first one on the 24×24 map
+    target = next(op for op in convs if tuple(sg.tensors[int(op.outputs[0])].shape[1:3]) == (24, 24))
     wt = sg.tensors[int(target.inputs[1])]
     w = np.frombuffer(bytes(model.buffers[wt.buffer].data), np.float32).reshape(wt.shape).copy()
     model.buffers[wt.buffer].data = np.frombuffer((w + 0.5).astype(np.float32).tobytes(), np.uint8)
