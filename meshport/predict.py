@@ -3,6 +3,7 @@ landmarks as data and an overlay picture."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ class FramePrediction:
     image: np.ndarray
     data: dict                      # the JSON of this image
     summary: list[str]              # human-readable lines
-    overlay: "callable"             # () -> PIL image
+    overlay: Callable[[], Image.Image]
 
 
 def predict_images(model_id: str, paths: list, *, crop: bool = False, track: bool = False, build=None,

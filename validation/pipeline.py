@@ -11,7 +11,7 @@ import numpy as np
 import modelzoo
 from modelzoo.errors import MeshportError
 from modelzoo.metrics import inter_ocular_distance, landmark_errors
-from modelzoo.photo import FacePipeline
+from modelzoo.photo import FacePipeline, PhotoResult
 
 from .runners import DEFAULT_RUNNERS, Runner, get_runner, runner_for
 from .runners.impl import TorchRunner
@@ -93,7 +93,7 @@ def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, b
                         landmark_size=int(lm.spec.inputs[0].shape[-1]), **options)
 
 
-def compare_photos(results: dict[str, "object"]) -> dict[str, dict]:
+def compare_photos(results: dict[str, PhotoResult]) -> dict[str, dict]:
     """Largest-face landmark error of each candidate PhotoResult against the "pytorch" one:
     max / mean px and mean % of the inter-ocular distance (33–263), per photo."""
     ref = results["pytorch"]
@@ -148,9 +148,8 @@ def validate_photos(photos: list[Path | str], build: Path | str, landmark_model:
     targets = {(a["format"], a["precision"]) for a in json.loads(record.read_text())["artifacts"]}
     spec = modelzoo.get_spec(landmark_model)
     results: dict[str, dict] = {name: {} for name in images}
-    candidates = [("pytorch", "fp32", None)] + [(f, p, None) for f, p in sorted(targets)]
     skipped = []
-    for fmt, precision, _ in candidates:
+    for fmt, precision in [("pytorch", "fp32")] + sorted(targets):
         key = "pytorch" if fmt == "pytorch" else f"{fmt}/{precision}"
         try:
             with ExitStack() as stack:
