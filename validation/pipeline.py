@@ -35,13 +35,23 @@ class RunnerNetwork:
         return self.runner.infer({self.input_name: x})
 
 
+def _build_record(model: str, build: Path | str) -> tuple[Path, dict]:
+    """(model root, build record) of `model` in `build` (the harness's lookup), as a pipeline error."""
+    from .bench.harness import BenchError, find_build
+    try:
+        return find_build(model, build)
+    except BenchError as exc:
+        raise PipelineBuildError(str(exc)) from None
+
+
+def _built(model: str, build: Path | str) -> set[tuple[str, str]]:
+    return {(a["format"], a["precision"]) for a in _build_record(model, build)[1]["artifacts"]}
+
+
 def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime: str | None,
                      threads: int | None) -> Runner:
-    record = Path(build) / model / "build.json"
-    if not record.is_file():
-        raise PipelineBuildError(f"no build of {model} in {build} (expected {record}); "
-                                 f"run `meshport build {model} --out {build}`")
-    entries = json.loads(record.read_text())["artifacts"]
+    root, record = _build_record(model, build)
+    entries = record["artifacts"]
     entry = next((a for a in entries if a["format"] == fmt and a["precision"] == precision), None)
     if entry is None:
         have = ", ".join(sorted(f"{a['format']}/{a['precision']}" for a in entries))
@@ -52,18 +62,14 @@ def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime:
         if not names:
             raise PipelineBuildError(f"no runner available on this machine for {fmt} artifacts")
         name = names[0]
-    return runner_for(name, modelzoo.get_spec(model), record.parent, entry, threads=threads)
+    return runner_for(name, modelzoo.get_spec(model), root, entry, threads=threads)
 
 
 def detector_precision(build: Path | str, fmt: str, precision: str) -> str:
     """The detector artifact paired with a landmark model's `precision`: the same precision
     when the detector ships it, else fp32 (the detector ships no int8: see its spec)."""
-    record = Path(build) / DETECTOR / "build.json"
-    if record.is_file():
-        have = {(a["format"], a["precision"]) for a in json.loads(record.read_text())["artifacts"]}
-        if (fmt, precision) not in have and (fmt, "fp32") in have:
-            return "fp32"
-    return precision
+    have = _built(DETECTOR, build)
+    return "fp32" if (fmt, precision) not in have and (fmt, "fp32") in have else precision
 
 
 def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, build: Path | str | None = None,
@@ -141,11 +147,8 @@ def validate_photos(photos: list[Path | str], build: Path | str, landmark_model:
     images = {str(p): load_image(p) for p in photos}
     if not images:
         raise ValueError("validate_photos needs at least one photo")
-    for model in (DETECTOR, landmark_model):
-        record = build / model / "build.json"
-        if not record.is_file():
-            raise PipelineBuildError(f"no build of {model} in {build} (expected {record})")
-    targets = {(a["format"], a["precision"]) for a in json.loads(record.read_text())["artifacts"]}
+    _build_record(DETECTOR, build)
+    targets = _built(landmark_model, build)
     spec = modelzoo.get_spec(landmark_model)
     results: dict[str, dict] = {name: {} for name in images}
     skipped = []
