@@ -5,18 +5,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.meshport-installed
 OUT    ?= out
 
-.PHONY: venv run test test-deps clean
+.PHONY: venv run test test-deps gpu-deps clean
 
 venv: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Meshport needs Python 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
-run: venv
+run: venv gpu-deps
 	$(BIN)/meshport predict attention_mesh -o $(OUT)/sample_overlay.png --json $(OUT)/sample_landmarks.json
 	$(BIN)/meshport release face_detector --version 1.0.0 --out $(OUT) --store $(OUT)/store
 	$(BIN)/meshport release attention_mesh --version 1.0.0 --out $(OUT) --store $(OUT)/store
@@ -24,11 +24,13 @@ run: venv
 test: venv test-deps
 	$(BIN)/python -m pytest -q
 
-# The report test renders HTML in Debian's Chromium; install it when absent (root + apt only).
+# Debian's Chromium (report rendering) and Mesa >= 25's Vulkan drivers (the GPU accelerator's
+# adapter without a GPU), installed when absent (root + apt only).
 test-deps:
-	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
-	  echo "chromium not installed: the report rendering test will be skipped"
+	@bash scripts/install_test_deps.sh
+
+gpu-deps:
+	@bash scripts/install_test_deps.sh vulkan
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 
 from modelzoo.metrics import inter_ocular_distance
+from modelzoo.tolerances import Bounds, ToleranceError, evaluate, resolve
 
 from .errors import PublishError, SelfTestError
 
-FALLBACK_ATOL = 1e-2             # non-landmark outputs (face_flag, a probability) under an IOD-only tolerance
-FALLBACK_REASON = "non-landmark output under an IOD-only tolerance: absolute difference ≤ 0.01"
 
 
 def run_artifact(path: Path, fmt: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -60,24 +59,17 @@ def _iod(outputs: dict[str, np.ndarray]) -> float | None:
 
 
 def tolerance_rules(spec: Any, fmt: str, precision: str, outputs: dict[str, np.ndarray]) -> dict[str, dict]:
-    """Per output: the check the self-test applies, resolved from the spec's tolerance table."""
+    """Per output: the bounds the self-test applies (resolved by modelzoo.tolerances), with the
+    inter-ocular distance of the golden face for %IOD bounds."""
     iod = _iod(outputs)
     rules = {}
     for name in outputs:
         try:
-            tol = spec.tolerance(fmt, precision, name)
-        except KeyError:
-            raise PublishError(f"{spec.id}: the spec has no tolerance for {fmt}/{precision}/{name}") from None
-        rule: dict[str, Any] = {"reason": tol.reason} if tol.reason else {}
-        is_landmark = name in spec.landmark_outputs
-        if tol.atol is not None:
-            rule["atol"] = tol.atol
-        if is_landmark and tol.max_px is not None:
-            rule["max_px"] = tol.max_px
-        if is_landmark and tol.mean_iod_pct is not None and iod:
-            rule.update(mean_iod_pct=tol.mean_iod_pct, iod_px=iod)
-        if not ({"atol", "max_px", "mean_iod_pct"} & set(rule)):
-            rule.update(atol=FALLBACK_ATOL, reason=FALLBACK_REASON)
+            rule = resolve(spec, fmt, precision, name).to_json()
+        except ToleranceError as exc:
+            raise PublishError(str(exc)) from None
+        if "mean_iod_pct" in rule and iod:
+            rule["iod_px"] = iod
         rules[name] = rule
     return rules
 
@@ -121,30 +113,24 @@ def load_bundle(data: bytes | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
 def check(meta: dict[str, Any], golden: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> SelfTestResult:
     res = SelfTestResult(meta["artifact"], True)
     for name, want in golden.items():
-        rule = meta["tolerances"].get(name, {"atol": FALLBACK_ATOL})
+        rule = meta["tolerances"].get(name)
         row: dict[str, Any] = {"rule": rule, "failures": []}
-        if name not in got:
+        if rule is None:
+            row["failures"].append("the bundle has no tolerance for this output")
+        elif name not in got:
             row["failures"].append("missing output")
-        elif np.asarray(got[name]).size != want.size:
-            row["failures"].append(f"shape {list(np.shape(got[name]))} ≠ {list(want.shape)}")
         else:
-            a, b = np.asarray(want, np.float64).reshape(-1), np.asarray(got[name], np.float64).reshape(-1)
-            err = np.abs(a - b)
-            row["max_abs"] = float(err.max()) if err.size else 0.0
-            if not np.all(np.isfinite(b)):
-                row["failures"].append("non-finite values")
-            if "atol" in rule and not row["max_abs"] <= rule["atol"]:
-                row["failures"].append(f"max abs {row['max_abs']:.3g} > atol {rule['atol']:g}")
-            if ("max_px" in rule or "mean_iod_pct" in rule) and want.shape[-1] in (2, 3):
-                d = want.shape[-1]
-                px = np.linalg.norm(a.reshape(-1, d)[:, :2] - b.reshape(-1, d)[:, :2], axis=-1)
-                row["max_px"], row["mean_px"] = float(px.max()), float(px.mean())
-                if "max_px" in rule and not row["max_px"] <= rule["max_px"]:
-                    row["failures"].append(f"max {row['max_px']:.3g} px > {rule['max_px']:g} px")
-                if "mean_iod_pct" in rule:
-                    row["mean_iod_pct"] = 100.0 * row["mean_px"] / rule["iod_px"]
-                    if not row["mean_iod_pct"] <= rule["mean_iod_pct"]:
-                        row["failures"].append(f"mean {row['mean_iod_pct']:.3g}% IOD > {rule['mean_iod_pct']:g}%")
+            bounds = Bounds.from_json({"landmark": "max_px" in rule or "mean_iod_pct" in rule, **rule})
+            try:
+                bounds.check_applicable(f"{meta['artifact']} {name}")
+                result = evaluate(name, bounds, want, np.asarray(got[name]), rule.get("iod_px"))
+            except ToleranceError as exc:
+                row["failures"].append(str(exc))
+            else:
+                row["max_abs"] = result.max_abs
+                if result.landmarks:
+                    row.update({k: v for k, v in result.landmarks["all"].items() if v is not None})
+                row["failures"] += result.failures
         row["passed"] = not row["failures"]
         res.passed &= row["passed"]
         res.outputs[name] = row

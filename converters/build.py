@@ -99,7 +99,8 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
             node = PLAN[t]
             name = f"{model_id}{node.suffix}"
             dep_shas = [done[d]["sha256"] for d in node.deps]
-            key = hashlib.sha256(json.dumps({**base_key, "step": step, "target": t, "deps": dep_shas},
+            extra = {"gpu": _gpu_device()} if step == "onnx->tflite" else {}   # decides the dynamic GPU check
+            key = hashlib.sha256(json.dumps({**base_key, **extra, "step": step, "target": t, "deps": dep_shas},
                                             sort_keys=True).encode()).hexdigest()
             entries[t] = (name, key)
         stale = [t for t, (name, key) in entries.items() if not _up_to_date(root / name, previous.get(name), key)]
@@ -129,6 +130,12 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     _write_json_atomic(root / "build.json", record)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _gpu_device() -> dict | None:
+    from .litert_gpu import availability
+    device, _ = availability()
+    return device.to_json() if device else None
 
 
 def _order(t: tuple[str, str]) -> tuple[int, int]:

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from modelzoo.data import sample_face
-from modelzoo.metrics import inter_ocular_distance, landmark_errors
+from modelzoo.metrics import inter_ocular_distance
 from modelzoo.spec import ModelSpec
+from modelzoo.tolerances import ToleranceError, evaluate, resolve
 
 from .base import ConversionError
 
@@ -34,37 +35,36 @@ def torch_reference(model: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarr
 
 
 def check(step: str, spec: ModelSpec, fmt: str, precision: str,
-          refs: dict[str, dict[str, np.ndarray]], gots: dict[str, dict[str, np.ndarray]]) -> dict:
+          refs: dict[str, dict[str, np.ndarray]], gots: dict[str, dict[str, np.ndarray]],
+          compute: str | None = None) -> dict:
     """Per input and output errors; raises ConversionError naming every output over its tolerance."""
     report, failures = {}, []
     for feed, ref in refs.items():
-        rows, fails = _compare(step, spec, fmt, precision, ref, gots[feed], face=feed != "seeded")
+        rows, fails = _compare(step, spec, fmt, precision, ref, gots[feed], face=feed != "seeded", compute=compute)
         report[feed] = rows
         failures += [f"{feed}/{f}" for f in fails]
     if failures:
-        raise ConversionError(step, f"parity gate vs PyTorch failed ({fmt}/{precision}): " + "; ".join(failures))
+        raise ConversionError(step, f"parity gate vs PyTorch failed ({fmt}/{precision}{f', {compute} compute' if compute else ''}): " + "; ".join(failures))
     return report
 
 
 def _compare(step: str, spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray],
-             got: dict[str, np.ndarray], face: bool) -> tuple[dict, list[str]]:
+             got: dict[str, np.ndarray], face: bool, compute: str | None = None) -> tuple[dict, list[str]]:
     rows, failures = {}, []
     iod = inter_ocular_distance(ref["landmarks"][0]) if face and "landmarks" in ref else None
     for out in spec.outputs:
         if out.name not in got:
             raise ConversionError(step, f"artifact has no output {out.name!r}")
-        a, b = ref[out.name].astype(np.float64), got[out.name].astype(np.float64)
+        a, b = ref[out.name], got[out.name]
         if a.shape != b.shape:
             raise ConversionError(step, f"output {out.name} has shape {b.shape}, PyTorch gives {a.shape}")
-        err = np.abs(a - b)
-        tol = spec.tolerance(fmt, precision, out.name)
-        row = {"max_abs": float(err.max()), "mean_abs": float(err.mean())}
-        bound = tol.max_px if out.name in spec.landmark_outputs and tol.max_px is not None else tol.atol
-        if bound is not None and not row["max_abs"] <= bound:
-            failures.append(f"{out.name}: max abs {row['max_abs']:.3g} > {bound:g}")
-        if tol.mean_iod_pct is not None and out.name in spec.landmark_outputs and iod:
-            row["mean_iod_pct"] = landmark_errors(a, b, iod)["mean_iod_pct"]
-            if not row["mean_iod_pct"] <= tol.mean_iod_pct:
-                failures.append(f"{out.name}: mean {row['mean_iod_pct']:.3g}% IOD > {tol.mean_iod_pct:g}%")
+        try:
+            result = evaluate(out.name, resolve(spec, fmt, precision, out.name, compute), a, b, iod)
+        except ToleranceError as exc:
+            raise ConversionError(step, str(exc)) from None
+        row = {"max_abs": result.max_abs, "mean_abs": result.mean_abs}
+        if result.landmarks:
+            row.update({k: v for k, v in result.landmarks["all"].items() if v is not None})
+        failures += [f"{out.name}: {f}" for f in result.failures]
         rows[out.name] = row
     return rows, failures

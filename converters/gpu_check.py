@@ -34,7 +34,9 @@ RULES = {
                    "except where an op allows int32 or bool",
     "operands": "the op needs a given number of runtime inputs, the rest constant",
     "fused-activation": "fused activation must be NONE/RELU/RELU_N1_TO_1/RELU6/TANH",
-    "broadcast": "ADD/MUL broadcasting between tensors of different rank is limited",
+    "broadcast": "ADD/MUL broadcasting between tensors of different rank is limited; the output shape must be "
+                 "one input's (no two-sided broadcast)",
+    "const-batch": "a constant operand of an elementwise op must have batch 1 (its first dimension, 2-D to 4-D)",
     "gather": "GATHER: runtime float params, 1-D int32 indices, batch_dims 0",
     "cast": "CAST: only bool->float, float->bool and float32<->int32",
     "logical-op": "comparisons: float inputs, bool output consumed only by one CAST/SELECT to float",
@@ -322,14 +324,19 @@ def _check_two_arg(c: _Ctx) -> None:
     a, b = c.ins[0], c.ins[1]
     if r == 2 and a.index == b.index and c.op.name not in ("ADD", "MUL"):
         c.flag("operands", "the same tensor on both inputs is only supported for ADD and MUL")
-    name = c.op.name
-    if name == "MUL" and a.rank == b.rank:
-        first_smaller = any(x < y for x, y in zip(a.shape, b.shape))
-        second_smaller = any(y < x for x, y in zip(a.shape, b.shape))
-        if first_smaller and second_smaller:
-            c.flag("broadcast", f"one input must be at least as large as the other in every dimension "
-                                f"(got {list(a.shape)} x {list(b.shape)}); an outer product is a CONV_2D/matmul")
-    elif name in ("ADD", "MUL") and not _broadcast_ok(a.shape, b.shape):
+    name, out = c.op.name, c.outs[0]
+    if out.shape not in (a.shape, b.shape) and a.shape and b.shape:
+        # Both inputs broadcast (e.g. [1,K] + [2,1] -> [2,K]): the delegate's elementwise kernels
+        # broadcast one input at most, and LiteRT's GPU accelerator computes this wrongly.
+        c.flag("broadcast", f"both inputs broadcast ({list(a.shape)} with {list(b.shape)} -> {list(out.shape)}): "
+                            f"the output shape must be one input's; tile or concatenate one input to the output "
+                            f"shape first (an outer product is a CONV_2D/matmul)")
+    for t in c.consts:
+        if t.rank in (2, 3) and t.shape[0] > 1 or t.rank == 4 and t.shape[0] > 1:
+            c.flag("const-batch", f"constant operand {list(t.shape)} has a batch of {t.shape[0]}: the delegate "
+                                  f"reads constants without their batch (the GPU uses its first row only); lay "
+                                  f"it out as [1, ...] (e.g. side by side in one row)")
+    if name in ("ADD", "MUL") and not _broadcast_ok(a.shape, b.shape):
         c.flag("broadcast", f"cannot broadcast {list(a.shape)} with {list(b.shape)}: only 4-D with 3-D (batch 1), "
                             f"4-D with [1,1] or 4-D [b,h,w,c] with [b,c]; reshape both to the same rank")
     _activation(c)

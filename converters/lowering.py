@@ -189,13 +189,19 @@ def _emit_group(members: list[_Sampler], p: str, out: list, node, const) -> None
             planes += [n("Reshape", [t, const([1, hw], np.int64)]) for t in xy]
         s = n("Concat", planes, axis=1)
     axis = np.tile(np.repeat([0, 1], hw), r)[None]              # 0: an x element, 1: a y element
-    size = np.where(axis == 0, w_in, h_in).astype(np.float32)   # (1, 2K)
+    size = np.tile(np.where(axis == 0, w_in, h_in).astype(np.float32), 2)    # (1, 4K)
+    parity = np.repeat(np.array([[0.0, 1.0]], np.float32), 2 * k, axis=1)    # (1, 4K)
 
+    # The GPU delegate reads a 2-D tensor [a, b] as a batch of a, and neither broadcasts across
+    # that batch nor reads constants with a batch over 1 correctly. Every elementwise op below
+    # therefore has operands of one shape (1, 4K) or a scalar: the coordinates twice, once per
+    # row parity, side by side (in memory the (2, 2K) view: row a = parity a).
+    s = n("Concat", [s, s], axis=1)                                            # (1, 4K)
     # Neighbours per axis: p0 = clip(⌊p⌋, 0, size−2) and p0+1. Row a of (2, 2K) is the one with
     # parity a: pair index n = ⌊(p0 + 1 − a)/2⌋, coordinate 2n + a.
     p0 = n("Relu", [n("Min", [n("Floor", [s]), const(size - 2)])])
-    pair = n("Floor", [n("Mul", [n("Add", [p0, const([[1.0], [0.0]])]), const(0.5)])])
-    pos = n("Add", [n("Mul", [pair, const(2.0)]), const([[0.0], [1.0]])])
+    pair = n("Floor", [n("Mul", [n("Add", [p0, const(1.0 - parity)]), const(0.5)])])
+    pos = n("Add", [n("Mul", [pair, const(2.0)]), const(parity)])
     weight = n("Sub", [const(1.0), n("Abs", [n("Sub", [s, pos])])])          # hat function
     if first.masked:
         # MediaPipe's rule per axis, exactly as the model's floor/clip mask: 1 iff 0 ≤ p ≤ size−1,

@@ -164,12 +164,42 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
             got = run_tflite(tmp_out, {in_name: nhwc(x)})
             gots[feed] = {k: v.reshape(refs[feed][k].shape) for k, v in got.items()}
         parity = gate.check(STEP, spec, "tflite", precision, refs, gots)
+        gpu["dynamic"] = _gpu_gate(tmp_out, spec, precision, feeds, refs, require_gpu)
+        gpu["checks"] = ["static"] + (["dynamic"] if gpu["dynamic"]["ran"] else [])
+        gpu["ok"] = gpu["ok"] and gpu["dynamic"].get("ok", True)
     return Artifact(out_path, "tflite", precision, *io_specs(spec, image_layout="NHWC"), record={
         "step": STEP, "options": {"require_gpu": require_gpu,
                                   "lowering": "GridSample → 1-D int32 GATHERs, fp16-exact float index math"},
         "quick_parity": parity, **counts,
         "op_counts": op_histogram(final),
         "gpu_check": gpu}).finalize()
+
+
+def _gpu_gate(path: Path, spec: ModelSpec, precision: str, feeds: dict, refs: dict, require: bool) -> dict:
+    """The dynamic GPU check, where LiteRT's GPU accelerator works here: the artifact compiled on
+    the GPU alone and the quick gate run on it in both arithmetics (enforce_f32 against the
+    artifact's tolerance, the default fp16 against the fp16-compute one)."""
+    from .litert_gpu import GpuCompileError, GpuModel, availability
+    device, why = availability()
+    if device is None:
+        return {"ran": False, "reason": why}
+    record: dict = {"ran": True, "device": device.to_json()}
+    in_name = spec.inputs[0].name
+    try:
+        for mode, compute in (("enforce_f32", None), ("fp16", "fp16")):
+            model = GpuModel(path, enforce_f32=compute is None)
+            try:
+                gots = {feed: {k: v.reshape(refs[feed][k].shape) for k, v in model.run({in_name: nhwc(x)}).items()}
+                        for feed, x in feeds.items()}
+            finally:
+                model.close()
+            record[mode] = gate.check(f"{STEP} (GPU accelerator)", spec, "tflite", precision, refs, gots, compute)
+    except (GpuCompileError, ConversionError) as exc:
+        if require:
+            raise ConversionError(STEP, f"GPU check on {device.describe()}: {exc}") from exc
+        record["error"] = str(exc)
+    record["ok"] = "error" not in record
+    return record
 
 
 def _gpu_report(path: Path, require: bool) -> dict:

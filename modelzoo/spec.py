@@ -9,6 +9,9 @@ from typing import Any, Mapping
 
 FORMATS = ("pytorch", "onnx", "tflite", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
+# Tolerance keys that are no artifact precision: "fp16-compute" bounds any artifact run by a
+# runtime that imposes fp16 arithmetic (the GPU accelerator's default; modelzoo.tolerances).
+TOLERANCE_ONLY_PRECISIONS = ("fp16-compute",)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class ModelSpec:
             if fmt not in FORMATS or prec not in PRECISIONS:
                 raise ValueError(f"{self.id}: unknown target {fmt}/{prec}")
         for (fmt, prec, _out) in self.tolerances:
-            if fmt not in FORMATS or prec not in PRECISIONS:
+            if fmt not in FORMATS or prec not in PRECISIONS + TOLERANCE_ONLY_PRECISIONS:
                 raise ValueError(f"{self.id}: tolerance for unknown target {fmt}/{prec}")
         names = [t.name for t in self.outputs]
         if len(set(names)) != len(names):
@@ -130,16 +133,31 @@ def _by_name(items: tuple[TensorSpec, ...], name: str, what: str, model: str) ->
     raise KeyError(f"{model} has no {what} {name!r}; known: {known}")
 
 
-def landmark_tolerances(fp32_px: float = 1e-3) -> dict[tuple[str, str, str], Tolerance]:
-    """DESIGN §5 starting points, shared by the landmark models."""
+def landmark_tolerances(fp32_px: float = 1e-3, presence: str = "face_flag") -> dict[tuple[str, str, str], Tolerance]:
+    """DESIGN §5 starting points, shared by the landmark models (coordinates in input pixels of a
+    192–256 px crop). Every entry bounds every input set: max abs / max px as well as %IOD."""
     tol: dict[tuple[str, str, str], Tolerance] = {}
+    flag = Tolerance(atol=0.02, reason="presence probability: a logit error of 0.08 at the sigmoid's "
+                                       "steepest slope (0.25)")
     for fmt in ("onnx", "tflite", "coreml"):
         tol[(fmt, "fp32", "*")] = Tolerance(atol=fp32_px, max_px=fp32_px)
     for fmt in ("tflite", "coreml"):
         tol[(fmt, "fp16", "*")] = Tolerance(
-            mean_iod_pct=0.05, reason="fp16 weights and arithmetic: bounded by mean IOD error")
+            atol=0.25, max_px=0.25, mean_iod_pct=0.05,
+            reason="fp16 weights and arithmetic: mean IOD error; any point within two fp16 spacings at "
+                   "128–256 px (0.125 each)")
+        tol[(fmt, "fp16", presence)] = flag
     tol[("tflite", "int8", "*")] = Tolerance(
-        mean_iod_pct=1.0, reason="int8 quantisation: bounded by mean IOD error")
+        atol=5.0, max_px=5.0, mean_iod_pct=1.0,
+        reason="int8 weights: mean IOD error on faces; any point within 5 px (worst measured 2.4 px, on "
+               "seeded noise)")
+    tol[("tflite", "int8", presence)] = flag
+    tol[("tflite", "fp16-compute", "*")] = Tolerance(
+        atol=2.5, max_px=2.5, mean_iod_pct=1.0,
+        reason="fp16 arithmetic on the GPU accelerator through the whole backbone: MediaPipe's own "
+               "face_landmark.tflite measures 0.31% IOD mean / 0.8 px max there, ours 0.29% / 1.0 px; a 5-point "
+               "iris of an occluded eye 0.52%")
+    tol[("tflite", "fp16-compute", presence)] = flag
     return tol
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from modelzoo.errors import MeshportError
-from modelzoo.metrics import inter_ocular_distance, point_errors
-from modelzoo.spec import ModelSpec, Tolerance
+from modelzoo.metrics import inter_ocular_distance
+from modelzoo.spec import ModelSpec
+from modelzoo.tolerances import evaluate, resolve
 
 
 
@@ -37,7 +38,7 @@ class OutputResult:
     p99_abs: float
     max_rel: float
     min_atol: float                       # the smallest atol that would pass (= max_abs)
-    tolerance: dict[str, Any]
+    tolerance: dict[str, Any]             # the resolved bounds (modelzoo.tolerances.Bounds)
     passed: bool
     failures: list[str] = field(default_factory=list)
     landmarks: dict[str, dict[str, float]] | None = None   # region → max_px, mean_px, mean_iod_pct
@@ -52,6 +53,7 @@ class EdgeResult:
     input_set: str
     input_kind: str
     outputs: list[OutputResult]
+    compute: str | None = None            # arithmetic the runner imposed ("fp16" on the GPU accelerator)
 
     @property
     def passed(self) -> bool:
@@ -65,43 +67,22 @@ class EdgeResult:
 
 
 def compare(spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray], got: dict[str, np.ndarray],
-            is_face: bool) -> list[OutputResult]:
+            is_face: bool, compute: str | None = None) -> list[OutputResult]:
+    """Every output of `got` judged against `ref` by the spec's tolerance (modelzoo.tolerances),
+    resolved for the runner's arithmetic (`compute`)."""
     results = []
     iod = inter_ocular_distance(ref["landmarks"].reshape(-1, 478, 3)[0]) if is_face and "landmarks" in ref else None
     for out in spec.outputs:
         a, b = ref[out.name].astype(np.float64), got[out.name].astype(np.float64)
         err = np.abs(a - b)
         rel = err / np.maximum(np.abs(a), 1e-6)
-        tol = spec.tolerance(fmt, precision, out.name)
-        r = OutputResult(out.name, float(err.max()), float(err.mean()), float(np.percentile(err, 99)),
-                         float(rel.max()), float(err.max()), asdict(tol), True)
-        if tol.atol is not None and not r.max_abs <= tol.atol:
-            r.failures.append(f"max abs {r.max_abs:.3g} > atol {tol.atol:g}")
-        if out.name in spec.landmark_outputs:
-            r.landmarks = _landmark_metrics(out.name, a, b, iod, spec)
-            worst = r.landmarks["all"]
-            if tol.max_px is not None and not worst["max_px"] <= tol.max_px:
-                r.failures.append(f"max {worst['max_px']:.3g} px > {tol.max_px:g} px")
-            if tol.mean_iod_pct is not None and iod:
-                for region, m in r.landmarks.items():
-                    if m.get("mean_iod_pct") is not None and not m["mean_iod_pct"] <= tol.mean_iod_pct:
-                        r.failures.append(f"{region}: mean {m['mean_iod_pct']:.3g}% IOD > {tol.mean_iod_pct:g}%")
-        r.passed = not r.failures
-        results.append(r)
+        bounds = resolve(spec, fmt, precision, out.name, compute)
+        sets = regions(spec) if out.name == "landmarks" and a.size == 478 * a.shape[-1] else None
+        check = evaluate(out.name, bounds, a, b, iod, sets)
+        results.append(OutputResult(out.name, check.max_abs, check.mean_abs, float(np.percentile(err, 99)),
+                                    float(rel.max()), check.max_abs, bounds.to_json(), check.passed,
+                                    check.failures, check.landmarks))
     return results
-
-
-def _landmark_metrics(name: str, a: np.ndarray, b: np.ndarray, iod: float | None,
-                      spec: ModelSpec) -> dict[str, dict[str, float]]:
-    px = point_errors(a, b)
-    sets = regions(spec) if name == "landmarks" else {"all": list(range(len(px)))}
-    out = {}
-    for region, idx in sets.items():
-        p = px[idx]
-        m = {"max_px": float(p.max()), "mean_px": float(p.mean())}
-        m["mean_iod_pct"] = float(100 * p.mean() / iod) if iod else None
-        out[region] = m
-    return out
 
 
 def failure_table(edges: list[EdgeResult]) -> str:

@@ -146,6 +146,19 @@ def localise_onnx_tflite(onnx_path: Path, tflite_path: Path, x: np.ndarray, inpu
                       f"{found['closest_candidate']!r} differs by {found['max_abs_to_closest']:.3g})"}
 
 
+def localise_gpu(tflite_path: Path, x: np.ndarray, enforce_f32: bool) -> dict:
+    """GPU accelerator → the CPU interpreter on the same file: the first op computed differently."""
+    from converters.litert_gpu import first_gpu_divergence
+    found = first_gpu_divergence(Path(tflite_path).read_bytes(), {"x": np.ascontiguousarray(x.transpose(0, 2, 3, 1))},
+                                 enforce_f32=enforce_f32, rtol=RTOL["fp32" if enforce_f32 else "fp16"])
+    if found is None:
+        return {"node": None, "detail": "the GPU reproduces every op output of the CPU interpreter on this file "
+                                        "(the difference is the arithmetic's, not one op's)"}
+    return {"node": f"op #{found['op_index']} {found['op']}", "tflite_tensor": found["output_name"],
+            "detail": f"first TFLite op the GPU accelerator computes differently from the CPU interpreter: "
+                      f"{found['op']} {found['inputs']} -> {found['output']} (max rel {found['max_rel']:.3g})"}
+
+
 def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> list[dict]:
     """One localisation per failing (reference, candidate) pair, on its first failing input."""
     import modelzoo
@@ -162,7 +175,9 @@ def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> l
         artifact = v.root / e.candidate.split("@")[0]
         loc = {"reference": e.reference, "candidate": e.candidate, "input_set": e.input_set}
         say(f"localising {e.reference} → {e.candidate}")
-        if e.format == "onnx":
+        if e.candidate.split("@")[-1].startswith("tflite-gpu"):
+            loc.update(localise_gpu(artifact, x, e.compute is None))
+        elif e.format == "onnx":
             model = model or modelzoo.load_model(spec.id, pretrained=modelzoo.has_pretrained(spec.id))
             loc.update(localise_torch_onnx(model, artifact, x, spec.inputs[0].name))
         elif e.format == "tflite" and onnx_entry is not None:

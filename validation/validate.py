@@ -29,6 +29,7 @@ class Validation:
     cases: list[InputCase]
     edges: list[EdgeResult] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)          # artifacts/runners that could not run
+    skipped: list[dict] = field(default_factory=list)         # runners unavailable here, with why
     outputs: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)  # runner id → case → out
     localisation: list[dict] = field(default_factory=list)
     record: dict = field(default_factory=dict)
@@ -42,7 +43,7 @@ class Validation:
         return {"model": self.model, "spec_sha256": spec.sha256(),
                 "tool_versions": self.record.get("tool_versions", {}),
                 "inputs": [{"name": c.name, "kind": c.kind} for c in self.cases],
-                "edges": [e.to_json() for e in self.edges], "errors": self.errors,
+                "edges": [e.to_json() for e in self.edges], "errors": self.errors, "skipped": self.skipped,
                 "localisation": self.localisation,
                 "gpu_check": {a["path"]: a.get("gpu_check") for a in self.record.get("artifacts", [])
                               if a["format"] == "tflite"},
@@ -80,7 +81,9 @@ def validate(model_id: str, build_dir: Path | str, progress: Callable[[str], Non
     v.outputs["pytorch"] = ref
     for entry in record["artifacts"]:
         for name in DEFAULT_RUNNERS.get(entry["format"], ()):
-            if not get_runner(name).is_available().ok:
+            avail = get_runner(name).is_available()
+            if not avail.ok:
+                v.skipped.append({"artifact": entry["path"], "runner": name, "reason": avail.reason})
                 continue
             rid = f"{entry['path']}@{name}"
             say(f"{rid}")
@@ -90,19 +93,13 @@ def validate(model_id: str, build_dir: Path | str, progress: Callable[[str], Non
                 v.errors.append({"artifact": entry["path"], "runner": name, "error": str(exc)})
                 continue
             v.outputs[rid] = got
-            for case in v.cases:
-                v.edges.append(EdgeResult("pytorch", rid, entry["format"], entry["precision"], case.name, case.kind,
-                                          compare(spec, entry["format"], entry["precision"], ref[case.name],
-                                                  got[case.name], case.is_face)))
+            v.edges += judge(spec, "pytorch", rid, entry, ref, got, v.cases, get_runner(name).compute)
     # Neighbour edges: ONNX → each TFLite artifact (same XNNPACK runner), to see where a chain diverges.
     onnx_id = next((k for k in v.outputs if k.endswith(".onnx@onnxruntime")), None)
     if onnx_id:
         for rid in [k for k in v.outputs if k.endswith(".tflite@tflite")]:
             entry = next(a for a in record["artifacts"] if rid.startswith(a["path"] + "@"))
-            for case in v.cases:
-                v.edges.append(EdgeResult(onnx_id, rid, entry["format"], entry["precision"], case.name, case.kind,
-                                          compare(spec, entry["format"], entry["precision"], v.outputs[onnx_id][case.name],
-                                                  v.outputs[rid][case.name], case.is_face)))
+            v.edges += judge(spec, onnx_id, rid, entry, v.outputs[onnx_id], v.outputs[rid], v.cases)
     if localise and not v.passed:
         from .localize import localise_failures
         v.localisation = localise_failures(v, spec, say)
@@ -111,6 +108,17 @@ def validate(model_id: str, build_dir: Path | str, progress: Callable[[str], Non
         from .report import write_report
         write_report(v, root / "report.html")
     return v
+
+
+def judge(spec, reference: str, candidate: str, entry: dict, ref: dict[str, dict[str, np.ndarray]],
+          got: dict[str, dict[str, np.ndarray]], cases: list[InputCase], compute: str | None = None
+          ) -> list[EdgeResult]:
+    """One edge per input case: the candidate's outputs against the reference's, by the spec's
+    tolerance for the artifact's format and precision under the runner's arithmetic."""
+    return [EdgeResult(reference, candidate, entry["format"], entry["precision"], case.name, case.kind,
+                       compare(spec, entry["format"], entry["precision"], ref[case.name], got[case.name],
+                               case.is_face, compute), compute)
+            for case in cases]
 
 
 def require_passed(v: Validation) -> None:

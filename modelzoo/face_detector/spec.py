@@ -25,6 +25,11 @@ def _tolerances() -> dict:
                                                 "quarter pixel of the 128-px input (fp16 spacing at 128 is 1/16)")
         tol[(fmt, "fp16", "keypoints")] = tol[(fmt, "fp16", "boxes")]
         tol[(fmt, "fp16", "scores")] = Tolerance(atol=5e-3, reason="fp16 logits; probability error")
+    gpu = Tolerance(atol=2.0, reason="fp16 arithmetic on the GPU accelerator through 17 blocks: worst measured "
+                                     "0.69 px of the 128-px input")
+    tol.update({("tflite", "fp16-compute", "boxes"): gpu, ("tflite", "fp16-compute", "keypoints"): gpu,
+                ("tflite", "fp16-compute", "scores"): Tolerance(atol=0.02, reason="fp16 logits on the GPU "
+                                                                "accelerator: worst measured 0.006")})
     return tol
 
 

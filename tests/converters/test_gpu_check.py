@@ -28,6 +28,10 @@ def _build_models() -> dict[str, bytes]:
     w2 = tf.constant(rng.normal(size=(1, 1, 3, 8)).astype(np.float32))
     neg_alpha = tf.constant(np.full((1, 1, 8), -0.25, np.float32))
     table = tf.constant(rng.normal(size=(10, 4)).astype(np.float32))
+    parity = tf.constant(np.array([[1.0], [0.0]], np.float32))
+    rows = tf.constant(np.arange(16, dtype=np.float32).reshape(2, 8))
+    rows3 = tf.constant(np.arange(64, dtype=np.float32).reshape(2, 4, 8))
+    row = tf.constant(np.arange(16, dtype=np.float32).reshape(1, 16))
 
     def conv_prelu_add_reshape_concat(x):
         y = tf.nn.conv2d(x, w, 1, "SAME")
@@ -59,6 +63,10 @@ def _build_models() -> dict[str, bytes]:
         "shrink_axis_slice": (lambda x: x[:, 0] * 2.0, S([1, 6, 4], f32)),
         "five_d": (lambda x: tf.reshape(tf.reshape(x, [1, 2, 2, 2, 4]) * 2.0, [1, 4, 2, 4]), S([1, 4, 2, 4], f32)),
         "bad_broadcast": (lambda a, b: a + b, S([1, 4, 4, 8], f32), S([4, 8], f32)),
+        "two_sided_broadcast": (lambda x: x + parity, S([1, 8], f32)),     # [1,8] + [2,1] -> [2,8]
+        "const_batch": (lambda x: x * 2.0 + rows, S([2, 8], f32)),         # constant [2,8]: batch 2
+        "const_batch_3d": (lambda x: x + rows3, S([2, 4, 8], f32)),
+        "cast_bool_to_int32": (lambda x: tf.cast(tf.cast(x < 20.0, i32), f32), S([1, 8], f32)),
         # known good
         "conv_prelu_add_reshape_concat": (conv_prelu_add_reshape_concat, S([1, 8, 8, 3], f32)),
         "gather_1d_axis0_axis1": (lambda x, y: (tf.gather(x, tf.constant([0, 2, 1], i32), axis=0),
@@ -66,6 +74,9 @@ def _build_models() -> dict[str, bytes]:
                                   S([10, 4], f32), S([1, 6, 4], f32)),
         "gather_runtime_1d": (lambda x, i: tf.gather(x, i, axis=0), S([2304, 8], f32), S([64], i32)),
         "gpu_clean_sampler": (gpu_clean_sampler, S([2304, 8], f32), S([16], f32)),
+        "same_shape_rows": (lambda x: x + row, S([1, 16], f32)),           # the lowering's layout: [1, 2K]
+        "runtime_channel_broadcast": (lambda x, y: x * y, S([6, 8], f32), S([6, 1], f32)),
+        "cast_float_to_int32": (lambda x: tf.cast(tf.cast(x, i32), f32) * 2.0, S([1, 8], f32)),
     }
     models = {}
     for name, (fn, *sig) in specs.items():
@@ -130,6 +141,10 @@ BAD = {
     "shrink_axis_slice": {("STRIDED_SLICE", "slice")},
     "five_d": {("RESHAPE", "tensor-rank"), ("MUL", "tensor-rank")},
     "bad_broadcast": {("ADD", "broadcast")},
+    "two_sided_broadcast": {("ADD", "broadcast"), ("ADD", "const-batch")},
+    "const_batch": {("ADD", "const-batch")},
+    "const_batch_3d": {("ADD", "const-batch")},
+    "cast_bool_to_int32": {("LESS", "logical-op"), ("CAST", "cast")},
 }
 
 
@@ -178,6 +193,9 @@ GOOD = {
     "gather_runtime_1d": {"GATHER"},
     "gpu_clean_sampler": {"FLOOR", "CAST", "GATHER", "LESS", "MUL", "RESHAPE"},
     "fp16_weights": {"DEQUANTIZE", "CONV_2D"},
+    "same_shape_rows": {"ADD"},
+    "runtime_channel_broadcast": {"MUL"},
+    "cast_float_to_int32": {"CAST", "MUL"},
 }
 
 
@@ -245,3 +263,71 @@ def test_checker_does_not_import_tensorflow():
     code = "import sys, converters.gpu_check; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- static vs dynamic: the same verdict on the GPU accelerator itself --------------------------------------------
+
+# One-op models where the classic delegate's rules (the static check) and LiteRT's GPU accelerator
+# (compiled GPU-only, run, compared with the CPU reference kernels) must agree.
+AGREE = ("gather_1d_axis0_axis1", "gather_runtime_1d", "gather_2d_indices", "gather_batch_dims", "gather_nd",
+         "two_sided_broadcast", "const_batch", "const_batch_3d", "same_shape_rows", "runtime_channel_broadcast",
+         "cast_float_to_int32", "custom_op", "top_k", "shrink_axis_slice", "five_d", "cumsum_int32", "gpu_clean_sampler")
+# Ops LiteRT's WebGPU accelerator runs correctly although the classic delegate (OpenCL/GL/Metal,
+# what Android and iOS apps get) rejects them: the static check is stricter by design there.
+STATIC_STRICTER = ("atan2", "select_int32", "gather_const_params", "onnx2tf_guard", "bad_broadcast",
+                   "cast_bool_to_int32")
+
+
+def _gpu_or_skip():
+    from converters.litert_gpu import availability
+    device, why = availability()
+    if device is None:
+        pytest.skip(reason=f"no GPU accelerator here: {why}")
+    return device
+
+
+@pytest.mark.parametrize("name", AGREE)
+def test_static_and_dynamic_gpu_verdicts_agree(models, name):
+    from converters.litert_gpu import dynamic_check
+    _gpu_or_skip()
+    static = check_gpu_compatibility(models[name])
+    dynamic = dynamic_check(models[name])
+    assert static.ok == dynamic.ok, f"static: {static.summary()}\ndynamic: {dynamic}"
+
+
+@pytest.mark.parametrize("name", STATIC_STRICTER)
+def test_where_the_static_check_is_stricter_than_the_accelerator(models, name):
+    from converters.litert_gpu import dynamic_check
+    _gpu_or_skip()
+    assert not check_gpu_compatibility(models[name]).ok
+    verdict = dynamic_check(models[name])
+    assert verdict.ok, verdict.reason
+
+
+def test_dynamic_check_sees_wrong_gpu_arithmetic(models):
+    """The two-sided broadcast compiles fully on the accelerator; only running it shows it is wrong."""
+    from converters.litert_gpu import GpuModel, dynamic_check
+    _gpu_or_skip()
+    GpuModel(models["two_sided_broadcast"]).close()        # compiles GPU-only without complaint
+    verdict = dynamic_check(models["two_sided_broadcast"])
+    assert not verdict.ok and verdict.max_rel is not None and verdict.max_rel > 1e-2, verdict
+
+
+def test_gpu_only_compile_names_the_refused_ops(models):
+    from converters.litert_gpu import GpuCompileError, GpuModel
+    _gpu_or_skip()
+    with pytest.raises(GpuCompileError) as info:
+        GpuModel(models["gather_nd"])
+    assert any(op.startswith("GATHER_ND") for op in info.value.ops), info.value
+    with pytest.raises(GpuCompileError) as info:
+        GpuModel(models["custom_op"])
+    assert info.value.ops == ["CUSTOM:MeshportTestOp: custom op"]
+
+
+def test_mediapipe_attention_mesh_fails_the_gpu_only_compile():
+    """MediaPipe's own attention mesh needs its custom ops (CPU); the README's claim, measured."""
+    from converters.litert_gpu import GpuCompileError, GpuModel
+    _gpu_or_skip()
+    with pytest.raises(GpuCompileError) as info:
+        GpuModel(fetch("face_landmark_with_attention.tflite"))
+    assert any(op.startswith("CUSTOM:Landmarks2TransformMatrix") for op in info.value.ops), info.value

@@ -42,6 +42,9 @@ class Runner(ABC):
 
     name: ClassVar[str]
     format: ClassVar[str]
+    # Arithmetic precision the runtime imposes whatever the artifact's ("fp16": the GPU accelerator's
+    # default); None: the artifact's own. Tolerances are resolved for it (modelzoo.tolerances).
+    compute: ClassVar[str | None] = None
 
     def __init__(self, spec: ModelSpec, artifact: Path | None = None, *, input_layout: str | None = None,
                  threads: int | None = None):

@@ -102,6 +102,54 @@ class TFLiteReferenceRunner(TFLiteRunner):
 
 
 @register_runner
+class TFLiteGpuRunner(Runner):
+    """TFLite on LiteRT's GPU accelerator alone (no CPU fallback), computing in fp16 as the
+    accelerator does by default. Needs a Vulkan adapter (lavapipe on a machine without a GPU)."""
+
+    name = "tflite-gpu"
+    format = "tflite"
+    compute = "fp16"
+    enforce_f32 = False
+
+    @classmethod
+    def is_available(cls) -> Availability:
+        from converters.litert_gpu import availability
+        device, why = availability()
+        return Availability(device is not None, why)
+
+    @classmethod
+    def device(cls) -> str:
+        from converters.litert_gpu import require_available
+        return require_available().describe()
+
+    def _load_impl(self) -> None:
+        from converters.litert_gpu import GpuCompileError, GpuModel
+        try:
+            self.model = GpuModel(self.artifact, enforce_f32=self.enforce_f32)
+        except GpuCompileError as exc:
+            raise RunnerError(f"{self.name}: {exc}") from exc
+        want = {t.name for t in self.spec.inputs}
+        if set(self.model.input_names) != want:
+            raise RunnerError(f"{self.name}: {self.artifact.name} has inputs {sorted(self.model.input_names)}, "
+                              f"spec {sorted(want)}")
+
+    def _infer_impl(self, feed):
+        return self.model.run(feed)
+
+    def _close_impl(self) -> None:
+        self.model.close()
+
+
+@register_runner
+class TFLiteGpuF32Runner(TFLiteGpuRunner):
+    """The GPU accelerator with `enforce_f32`: fp32 arithmetic, the bound of the artifact's precision."""
+
+    name = "tflite-gpu-f32"
+    compute = None
+    enforce_f32 = True
+
+
+@register_runner
 class CoreMLRunner(Runner):
     """Core ML's own predict (macOS only)."""
 
@@ -138,5 +186,5 @@ class MILReferenceRunner(Runner):
         return self.program.run(feed)
 
 
-DEFAULT_RUNNERS = {"pytorch": ("pytorch",), "onnx": ("onnxruntime",), "tflite": ("tflite", "tflite-ref"),
+DEFAULT_RUNNERS = {"pytorch": ("pytorch",), "onnx": ("onnxruntime",), "tflite": ("tflite", "tflite-ref", "tflite-gpu-f32", "tflite-gpu"),
                    "coreml": ("coreml", "mil")}
