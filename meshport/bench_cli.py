@@ -182,7 +182,8 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("model", nargs="?", help="zoo model id (as built with `meshport build MODEL --out DIR`)")
     p.add_argument("--build", default="build", help="the build directory (the --out of `build`; default: build)")
     p.add_argument("--runtimes", help="comma-separated runners (default: pytorch, onnxruntime, tflite, tflite-ref, "
-                                      "and onnxruntime-cuda / coreml-* where available)")
+                                      "and tflite-gpu / tflite-gpu-f32 / onnxruntime-cuda / coreml-* where "
+                                      "available)")
     p.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2 (default: 1)")
     p.add_argument("--precisions", help="comma-separated precisions to measure (default: all built)")
     p.add_argument("--runs", type=int, default=50, help="timed runs (default: 50)")

@@ -72,6 +72,36 @@ def _histogram(v) -> str | None:
     return _png(fig)
 
 
+def _dynamic(d: dict | None) -> str:
+    if not d:
+        return "not recorded"
+    if not d.get("ran"):
+        return f"not run: {d.get('reason', '')}"
+    dev = d.get("device", {})
+    where = f"{dev.get('name', '?')} via {dev.get('backend', '?')}" + (" (software)" if dev.get("software") else "")
+    return ("pass" if d.get("ok") else f"FAIL: {d.get('error', '')}") + f" on {where}"
+
+
+def _candidates_table(v) -> str:
+    """Per candidate vs PyTorch: the runner's arithmetic, worst figures over every input, the
+    bounds that judged the landmarks, and the verdict (GPU edges beside the others)."""
+    from .compare import worst_by_candidate
+    e = html.escape
+    rows = []
+    for rid, w in worst_by_candidate(v.edges).items():
+        edge = next(x for x in v.edges if x.candidate == rid and x.reference == "pytorch")
+        lm = next((o for o in edge.outputs if o.name == "landmarks"), None)
+        bound = ", ".join(f"{k} {lm.tolerance[k]:g}" for k in ("atol", "max_px", "mean_iod_pct")
+                          if lm and k in lm.tolerance)
+        iod = "" if w["iod"] is None else f"{w['iod']:.3g}"
+        rows.append(f"<tr class='{'ok' if w['passed'] else 'fail'}'><td>{e(rid)}</td>"
+                    f"<td>{e(edge.compute or 'artifact')}</td><td>{w['max_abs']:.3g}</td><td>{w['max_px']:.3g}</td>"
+                    f"<td>{iod}</td><td>{e(bound)}</td><td>{'pass' if w['passed'] else 'FAIL'}</td></tr>")
+    return ("<h2>Candidates vs PyTorch (worst over every input)</h2><table><tr><th>candidate</th><th>arithmetic</th>"
+            "<th>max abs</th><th>max px</th><th>mean % IOD</th><th>landmark bounds</th><th>verdict</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def write_report(v, path: Path) -> None:
     e = html.escape
     rows = []
@@ -88,6 +118,10 @@ def write_report(v, path: Path) -> None:
                 f"<p class='{'ok' if v.passed else 'fail'}'>{'All edges pass.' if v.passed else 'Some edges FAIL.'} "
                 f"{len(v.edges)} edges over {len(v.cases)} inputs "
                 f"({', '.join(e(c.name) for c in v.cases)}).</p>"]
+    sections.append(_candidates_table(v))
+    if v.skipped:
+        sections.append("<h2>Runners unavailable here</h2><ul>" + "".join(
+            f"<li>{e(x['artifact'])} @ {e(x['runner'])}: {e(x['reason'])}</li>" for x in v.skipped) + "</ul>")
     if v.errors:
         sections.append("<h2>Could not run</h2><ul>" + "".join(
             f"<li class='fail'>{e(x['artifact'])} @ {e(x['runner'])}: {e(x['error'])}</li>" for x in v.errors) + "</ul>")
@@ -97,9 +131,11 @@ def write_report(v, path: Path) -> None:
             f"{e(str(x.get('detail')))}</li>" for x in v.localisation) + "</ul>")
     gpu = [(a["path"], a.get("gpu_check") or {}) for a in v.record.get("artifacts", []) if a["format"] == "tflite"]
     if gpu:
-        sections.append("<h2>GPU-delegate check</h2><table><tr><th>artifact</th><th>ops</th><th>flagged</th></tr>" + "".join(
+        sections.append("<h2>GPU check (build)</h2><table><tr><th>artifact</th><th>ops</th><th>static: flagged</th>"
+                        "<th>dynamic: GPU-only compile + quick gate</th></tr>" + "".join(
             f"<tr class='{'ok' if g.get('ok') else 'fail'}'><td>{e(p)}</td><td>{g.get('ops', '?')}</td>"
-            f"<td>{len(g.get('flagged', []))}</td></tr>" for p, g in gpu) + "</table>")
+            f"<td>{len(g.get('flagged', []))}</td><td>{e(_dynamic(g.get('dynamic')))}</td></tr>" for p, g in gpu)
+            + "</table>")
     hist = _histogram(v)
     if hist:
         sections.append(f"<h2>Error distribution</h2><img alt='error histogram' src='{hist}'>")

@@ -14,6 +14,7 @@ import modelzoo
 from converters import ConversionError, get_step
 from converters.build import build
 from converters.gpu_check import check_gpu_compatibility
+from converters.litert_gpu import availability
 from converters.lowering import lower_gridsample
 from converters.onnx_tflite import nhwc, run_tflite
 from converters.tflite_passes import op_histogram
@@ -107,6 +108,14 @@ def test_tflite_artifacts_are_gpu_clean(built):
         assert ops["DEPTHWISE_CONV_2D"] == 66
         assert a["gpu_check"]["ok"] is True
         assert a["inputs"][0]["layout"] == "NHWC" and a["inputs"][0]["shape"] == [1, 192, 192, 3]
+        dynamic = a["gpu_check"]["dynamic"]
+        if availability()[0] is not None:   # compiled GPU-only and gated in both arithmetics
+            assert a["gpu_check"]["checks"] == ["static", "dynamic"] and dynamic["ok"] is True
+            assert set(dynamic["enforce_f32"]) == set(dynamic["fp16"]) == {"seeded", "sample_face"}
+            assert dynamic["enforce_f32"]["sample_face"]["landmarks"]["max_px"] <= (
+                1e-3 if a["precision"] != "int8" else 5.0)
+        else:
+            assert a["gpu_check"]["checks"] == ["static"] and dynamic == {"ran": False, "reason": availability()[1]}
 
 
 @pytest.mark.slow

@@ -62,9 +62,29 @@ def test_runner_contract(name, full_build, face):
 def test_runners_agree_on_a_real_face(full_build, face):
     root, _ = full_build
     ref = _make("pytorch", root).infer(face)["landmarks"]
-    for name in ("onnxruntime", "tflite", "tflite-ref", "mil"):
+    for name in ("onnxruntime", "tflite", "tflite-ref", "mil", "tflite-gpu-f32"):
+        if not get_runner(name).is_available().ok:
+            assert name == "tflite-gpu-f32"        # the GPU runner's absence is tested below
+            continue
         got = _make(name, root).infer(face)["landmarks"]
         assert np.abs(got - ref).max() < 1e-3, name
+
+
+def test_gpu_runner_says_why_without_a_vulkan_adapter():
+    """With no Vulkan driver to load, the GPU runners are unavailable and name the missing adapter."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("from validation.runners import get_runner\n"
+            "a = get_runner('tflite-gpu').is_available()\n"
+            "assert not a.ok\n"
+            "print(a.reason)")
+    env = {**os.environ, "VK_ICD_FILENAMES": "/nonexistent/icd.json", "VK_DRIVER_FILES": "/nonexistent/icd.json"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no Vulkan adapter found" in proc.stdout and "mesa-vulkan-drivers" in proc.stdout
 
 
 def test_coreml_predict_says_why_it_is_unavailable_off_macos():

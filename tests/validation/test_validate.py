@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from validation.compare import ParityError
+from validation.runners import get_runner
 from validation.validate import BuildRecordError, require_passed, validate
 
 MODEL = "attention_mesh"
@@ -30,7 +31,42 @@ def test_every_edge_passes_on_every_input_set(validated):
     for fmt in ("attention_mesh.onnx@", "attention_mesh-fp32.tflite@", "attention_mesh-fp16.tflite@",
                 "attention_mesh-int8.tflite@", "attention_mesh-fp32.mlpackage@mil", "attention_mesh-fp16.mlpackage@mil"):
         assert any(c.startswith(fmt) for c in candidates), fmt
+    if get_runner("tflite-gpu").is_available().ok:        # the GPU accelerator, both arithmetics, every TFLite file
+        for precision in ("fp32", "fp16", "int8"):
+            for runner in ("tflite-gpu", "tflite-gpu-f32"):
+                assert f"attention_mesh-{precision}.tflite@{runner}" in candidates
+    else:
+        assert {s["runner"] for s in v.skipped} >= {"tflite-gpu", "tflite-gpu-f32"}
     require_passed(v)
+
+
+@pytest.mark.slow
+def test_shifting_any_output_of_any_candidate_on_any_input_fails_validate_naming_it(validated):
+    """Sabotage: every output of every candidate (ONNX, TFLite fp32/fp16/int8 on every runner incl. the
+    GPU, Core ML fp32/fp16) shifted by three times its widest bound, on each input set alone."""
+    from dataclasses import replace
+
+    import modelzoo
+    from modelzoo.tolerances import resolve
+    from validation.validate import judge
+    v, spec = validated, modelzoo.get_spec(MODEL)
+    entries = {a["path"]: a for a in v.record["artifacts"]}
+    candidates = [rid for rid in v.outputs if rid != "pytorch"]
+    assert len(candidates) >= 9
+    for rid in candidates:
+        path, runner = rid.split("@")
+        entry, compute = entries[path], get_runner(runner).compute
+        for out in spec.outputs:
+            b = resolve(spec, entry["format"], entry["precision"], out.name, compute)
+            shift = 3 * max(x for x in (b.atol, b.max_px) if x is not None)
+            for case in v.cases:
+                got = {c: ({**o, out.name: o[out.name] + shift} if c == case.name else o)
+                       for c, o in v.outputs[rid].items()}
+                edges = judge(spec, "pytorch", rid, entry, v.outputs["pytorch"], got, v.cases, compute)
+                failing = [(e.input_set, o.name) for e in edges for o in e.outputs if not o.passed]
+                assert failing == [(case.name, out.name)], (rid, case.name, out.name, failing)
+                with pytest.raises(ParityError, match=f"{rid} \\[{case.name}\\] {out.name}: "):
+                    require_passed(replace(v, edges=edges, errors=[], localisation=[]))
 
 
 @pytest.mark.slow

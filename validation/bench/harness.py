@@ -20,8 +20,8 @@ from .stats import PeakRSS, host_description, summarize
 
 # What `meshport bench` measures by default; runners that are unavailable here are reported as
 # skipped with their reason (Core ML off macOS, CUDA without a CUDA provider).
-DEFAULT_RUNTIMES = ("pytorch", "onnxruntime", "tflite", "tflite-ref", "onnxruntime-cuda", "coreml-cpu",
-                    "coreml-cpu-gpu", "coreml-all")
+DEFAULT_RUNTIMES = ("pytorch", "onnxruntime", "tflite", "tflite-ref", "tflite-gpu", "tflite-gpu-f32",
+                    "onnxruntime-cuda", "coreml-cpu", "coreml-cpu-gpu", "coreml-all")
 # Runtimes whose thread count is a real knob (the others run once, threads recorded as None).
 THREADED = frozenset({"pytorch", "onnxruntime", "tflite"})
 Progress = Callable[[str, int], None]
@@ -124,6 +124,11 @@ def device_for(runtime: str) -> str:
     if runtime == "onnxruntime-cuda":
         from .runners import OnnxRuntimeCudaRunner
         return OnnxRuntimeCudaRunner.device()
+    if runtime.startswith("tflite-gpu"):
+        # On a software Vulkan driver (lavapipe) the figure is the host's CPU, labelled so.
+        from converters.litert_gpu import require_available
+        gpu = require_available()
+        return f"{gpu.describe()} on {host_description()}" if gpu.software else gpu.describe()
     return host_description()
 
 
@@ -186,6 +191,11 @@ def bench_build(model_id: str, build_dir: Path | str, runtimes: Sequence[str] | 
                      "timer": "perf_counter", "peak_rss_scope": scope}
             if hasattr(runner, "compute_units"):
                 extra["compute_units"] = runner.compute_units
+            if job.runtime.startswith("tflite-gpu"):
+                from converters.litert_gpu import require_available
+                gpu = require_available()
+                extra.update(gpu=gpu.to_json(), arithmetic="fp32" if runner.enforce_f32 else "fp16",
+                             latency_kind="software rasteriser: not device latency" if gpu.software else "device")
             result.records.append(LatencyRecord(
                 model=model_id, artifact=job.artifact, format=job.entry["format"] if job.entry else "pytorch",
                 precision=job.entry["precision"] if job.entry else "fp32", runtime=job.runtime,
