@@ -5,7 +5,9 @@ import json
 
 import pytest
 
+import modelzoo
 from artifacts import Store
+from converters.litert_gpu import availability
 from meshport.release import release
 
 
@@ -20,6 +22,15 @@ def test_release_publishes_a_verifiable_version_and_is_idempotent(full_build, tm
     assert tfl["max_px"] <= 1e-3 and tfl["median_ms"] > 0
     latency = json.loads((root / "latency.json").read_text())
     assert any(r["runtime"] == "tflite" for r in latency["records"])
+    device, _ = availability()
+    if device is not None:        # the GPU accelerator: parity in the table, latency with the adapter's name
+        assert 0 < tfl["gpu_max_px"] <= modelzoo.get_spec("attention_mesh").tolerance("tflite", "fp16-compute",
+                                                                                        "landmarks").max_px
+        gpu = [r for r in latency["records"] if r["runtime"] == "tflite-gpu"]
+        assert {r["precision"] for r in gpu} == {"fp32", "fp16", "int8"}
+        for r in gpu:
+            assert device.name in r["device"] and r["gpu"]["name"] == device.name and r["arithmetic"] == "fp16"
+            assert ("not device latency" in r["latency_kind"]) == device.software
     # Pull what was published and check it against the build, signature included.
     st = Store(str(store))
     pulled = st.pull("attention_mesh@latest", tmp_path / "pulled", format="tflite", precision="fp32",
