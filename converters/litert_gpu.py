@@ -66,6 +66,7 @@ def captured_native_stderr() -> Iterator[list[str]]:
     sink: list[str] = []
     sys.stdout.flush()
     sys.stderr.flush()
+    _libc_fflush()
     saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), 1)
@@ -75,11 +76,43 @@ def captured_native_stderr() -> Iterator[list[str]]:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            _libc_fflush()          # C stdio buffers what the runtime printed: flush it into the capture
             for fd, old in zip((1, 2), saved):
                 os.dup2(old, fd)
                 os.close(old)
             tmp.seek(0)
             sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _libc_fflush() -> None:
+    import ctypes
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+_teardown_registered = False
+
+
+def _quiet_teardown() -> None:
+    """At exit, after Python's own output, the runtime's static destructors log each accelerator
+    they destroy: send file descriptors 1 and 2 to /dev/null by then."""
+    global _teardown_registered
+    if _teardown_registered:
+        return
+    import atexit
+
+    def silence() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _libc_fflush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+
+    atexit.register(silence)
+    _teardown_registered = True
 
 
 def refused_ops(log: str) -> list[str]:
@@ -105,6 +138,7 @@ class GpuModel:
 
     def __init__(self, model: bytes | Path, *, enforce_f32: bool = False, source: str | None = None):
         require_available()
+        _quiet_teardown()
         self.source = source or (str(model) if isinstance(model, Path) else "<bytes>")
         self.enforce_f32 = enforce_f32
         with captured_native_stderr() as log:
@@ -131,8 +165,16 @@ class GpuModel:
         self._out_details = self._model.get_output_tensor_details(self.signature)
         self._inputs = self._model.create_input_buffers(0)
         self._outputs = self._model.create_output_buffers(0)
+        self._first_run = True
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._first_run:           # the first run sets up the runtime's environment, logging natively
+            self._first_run = False
+            with captured_native_stderr():
+                return self._run(feed)
+        return self._run(feed)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if len(feed) == 1 and len(self.input_names) == 1:
             arrays = [next(iter(feed.values()))]
         else:

@@ -10,7 +10,8 @@ Callers verify numerically that the model computes the same before and after.
 (onnx2tf's `Sum`) as ADD, which XNNPACK delegates. `drop_identity_convs`: remove the 1×1 unit
 convolutions the GridSample lowering ends its crops with (they tell onnx2tf the crop is NHWC).
 
-`rename_io`: give inputs/outputs (tensors and signature) the names of the model spec."""
+`rename_io`: give inputs/outputs the names of the model spec and write the one signature,
+`serving_default`, that maps those names to them (replacing whatever onnx2tf left)."""
 from __future__ import annotations
 
 import re
@@ -20,6 +21,8 @@ import numpy as np
 from .base import ConversionError
 
 STEP = "tflite-passes"
+# The signature every artifact carries (TensorFlow's default key, what signature runners look up).
+SIGNATURE_KEY = "serving_default"
 
 
 def _load(buf: bytes):
@@ -115,7 +118,8 @@ def _drop_dead_ops(sg) -> None:
 
 
 def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:
-    """Rename graph inputs/outputs positionally (onnx2tf names outputs Identity, Identity_1, …)."""
+    """Give graph inputs/outputs the spec names (onnx2tf names outputs Identity, Identity_1, …) and
+    make the model's only signature `serving_default`: spec names → those tensors, in spec order."""
     model = _load(buf)
     sg = model.subgraphs[0]
     if len(sg.inputs) != len(inputs) or len(sg.outputs) != len(outputs):
@@ -146,11 +150,30 @@ def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:
         if k >= len(outputs):
             raise ConversionError(STEP, f"output {tensor.name!r} has no spec name")
         tensor.name = outputs[k].encode()
-    for sig in model.signatureDefs or []:
-        for tm in list(sig.inputs or []) + list(sig.outputs or []):
-            idx = int(tm.tensorIndex)
-            tm.name = sg.tensors[idx].name
+    named = {sg.tensors[int(t)].name.decode(): int(t) for t in sg.outputs}
+    if sorted(named) != sorted(outputs):
+        got = [sg.tensors[int(t)].name.decode() for t in sg.outputs]
+        raise ConversionError(STEP, f"graph outputs got the spec names {got}: each of {outputs} must name one")
+    model.signatureDefs = [_serving_signature(list(zip(inputs, map(int, sg.inputs))),
+                                              [(name, named[name]) for name in outputs])]
     return _save(model)
+
+
+def _serving_signature(inputs: list[tuple[str, int]], outputs: list[tuple[str, int]]):
+    """The `serving_default` signature of subgraph 0 from (name, tensor index) pairs, in order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    def tensor_map(name: str, tensor: int):
+        tm = schema.TensorMapT()
+        tm.name, tm.tensorIndex = name.encode(), tensor
+        return tm
+
+    sig = schema.SignatureDefT()
+    sig.signatureKey = SIGNATURE_KEY.encode()
+    sig.subgraphIndex = 0
+    sig.inputs = [tensor_map(*io) for io in inputs]
+    sig.outputs = [tensor_map(*io) for io in outputs]
+    return sig
 
 
 def op_histogram(buf: bytes) -> dict[str, int]:

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from ai_edge_litert.interpreter import Interpreter
 from onnx import TensorProto, helper, numpy_helper
 
 import modelzoo
@@ -17,7 +18,7 @@ from converters.gpu_check import check_gpu_compatibility
 from converters.litert_gpu import availability
 from converters.lowering import lower_gridsample
 from converters.onnx_tflite import nhwc, run_tflite
-from converters.tflite_passes import op_histogram
+from converters.tflite_passes import SIGNATURE_KEY, op_histogram
 
 IOD = (33, 263)
 
@@ -126,10 +127,16 @@ def test_tflite_matches_pytorch_on_real_faces(built, attention_mesh, golden_batc
     bound = {"fp32": 0.05, "fp16": 0.05, "int8": 1.0}   # mean % of inter-ocular distance (DESIGN §5)
     for precision in ("fp32", "fp16", "int8"):
         data = (root / f"attention_mesh-{precision}.tflite").read_bytes()
+        it = Interpreter(model_content=data, num_threads=1)
+        assert list(it.get_signature_list()) == [SIGNATURE_KEY]
         for i in range(len(golden_batch)):
-            got = run_tflite(data, {"image": nhwc(golden_batch[i:i + 1].numpy())})
+            x = nhwc(golden_batch[i:i + 1].numpy())
+            got = run_tflite(data, {"image": x})
             lm, want = got["landmarks"][0], ref["landmarks"][i]
             assert set(got) == {o.name for o in modelzoo.get_spec("attention_mesh").outputs}
+            if i == 0:      # the serving signature runs the same graph under the spec names
+                served = it.get_signature_runner(SIGNATURE_KEY)(image=x)
+                assert served.keys() == got.keys() and all(np.array_equal(served[k], got[k]) for k in got)
             if precision == "fp32":
                 assert np.abs(lm - want).max() <= 1e-3
             iod = np.linalg.norm(want[IOD[0], :2] - want[IOD[1], :2])

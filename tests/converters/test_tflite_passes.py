@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from converters.onnx_tflite import run_tflite
-from converters.tflite_passes import add_n_to_add, drop_identity_convs, op_histogram
+from converters.tflite_passes import SIGNATURE_KEY, add_n_to_add, drop_identity_convs, op_histogram, rename_io
 
 tf = pytest.importorskip("tensorflow")
 
@@ -57,3 +57,40 @@ def test_passes_leave_models_without_their_pattern_alone():
     for tflite_pass in (add_n_to_add, drop_identity_convs):
         out, n = tflite_pass(model)
         assert n == 0 and op_histogram(out) == op_histogram(model)
+
+
+def _with_signatures(buf: bytes, *keys: str) -> bytes:
+    """The model with stale signatures under `keys`, mapping "output_k" to the k-th graph output."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+    model = fbu.read_model_from_bytearray(bytearray(buf))
+    sg = model.subgraphs[0]
+    model.signatureDefs = []
+    for key in keys:
+        sig = schema.SignatureDefT(signatureKey=key.encode())
+        sig.inputs = [schema.TensorMapT(name=b"x", tensorIndex=int(sg.inputs[0]))]
+        sig.outputs = [schema.TensorMapT(name=f"output_{k}".encode(), tensorIndex=int(t))
+                       for k, t in enumerate(sg.outputs)]
+        model.signatureDefs.append(sig)
+    return bytes(fbu.convert_object_to_bytearray(model))
+
+
+@pytest.mark.parametrize("stale", [(), (SIGNATURE_KEY, "other")])
+def test_rename_io_writes_the_one_serving_signature(stale):
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = _with_signatures(_tflite(lambda x: (tf.nn.relu(x) * 2.0, tf.reduce_mean(x, axis=[1, 2])), [1, 4, 4, 3]),
+                             *stale)
+    names = ["scaled", "mean"]                # not sorted: the signature keeps the spec's order
+    out = rename_io(model, ["image"], names)
+    it = Interpreter(model_content=out)
+    assert it.get_signature_list() == {SIGNATURE_KEY: {"inputs": ["image"], "outputs": sorted(names)}}
+    assert CompiledModel.from_buffer(out).get_signature_list() == {
+        SIGNATURE_KEY: {"inputs": ["image"], "outputs": names}}
+    x = np.random.default_rng(0).standard_normal((1, 4, 4, 3)).astype(np.float32)
+    got, plain = it.get_signature_runner(SIGNATURE_KEY)(image=x), run_tflite(out, {"image": x})
+    assert got.keys() == plain.keys() == set(names)
+    for k in names:
+        np.testing.assert_array_equal(got[k], plain[k])
+    np.testing.assert_allclose(got["mean"], x.mean(axis=(1, 2)), rtol=1e-6)
