@@ -90,7 +90,7 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     previous = _load_record(root / "build.json")
     result = BuildResult(model_id, root)
     base_key = {"spec": spec.sha256(), "weights": weights_digest(model), "tools": versions,
-                "require_gpu": require_gpu}
+                "require_gpu": require_gpu, "converters": converters_digest()}
     needed = _closure(wanted)
     done: dict[tuple[str, str], dict] = {}
     for step, targets in _groups(needed):
@@ -130,6 +130,15 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     _write_json_atomic(root / "build.json", record)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def converters_digest() -> str:
+    """sha256 of the converters' own source: a changed lowering or pass rebuilds what it made."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def _gpu_device() -> dict | None:

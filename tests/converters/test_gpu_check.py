@@ -67,6 +67,7 @@ def _build_models() -> dict[str, bytes]:
         "const_batch": (lambda x: x * 2.0 + rows, S([2, 8], f32)),         # constant [2,8]: batch 2
         "const_batch_3d": (lambda x: x + rows3, S([2, 4, 8], f32)),
         "cast_bool_to_int32": (lambda x: tf.cast(tf.cast(x < 20.0, i32), f32), S([1, 8], f32)),
+        "chain_with_const_batch": (lambda x: tf.nn.relu(tf.math.abs(x * 2.0 + rows) - 3.0), S([2, 8], f32)),
         # known good
         "conv_prelu_add_reshape_concat": (conv_prelu_add_reshape_concat, S([1, 8, 8, 3], f32)),
         "gather_1d_axis0_axis1": (lambda x, y: (tf.gather(x, tf.constant([0, 2, 1], i32), axis=0),
@@ -331,3 +332,13 @@ def test_mediapipe_attention_mesh_fails_the_gpu_only_compile():
     with pytest.raises(GpuCompileError) as info:
         GpuModel(fetch("face_landmark_with_attention.tflite"))
     assert any(op.startswith("CUSTOM:Landmarks2TransformMatrix") for op in info.value.ops), info.value
+
+
+def test_gpu_localiser_names_the_first_op_the_gpu_computes_wrongly(models):
+    """The localiser validate uses on a failing GPU edge: in a chain, the ADD of a batch-2 constant."""
+    from converters.litert_gpu import first_gpu_divergence
+    _gpu_or_skip()
+    x = np.random.default_rng(0).random((2, 8)).astype(np.float32)
+    found = first_gpu_divergence(models["chain_with_const_batch"], {"x": x}, confirm=1)
+    assert found is not None and found["op"] == "ADD" and found["inputs"] == [[2, 8], [2, 8]], found
+    assert first_gpu_divergence(models["same_shape_rows"], {"x": x.reshape(1, 16)}) is None

@@ -128,3 +128,12 @@ def test_partial_rebuild_keeps_other_artifacts_in_the_record(tmp_path):
     assert {a["path"] for a in record["artifacts"]} == {"attention_mesh_paper.onnx",
                                                         "attention_mesh_paper-fp32.mlpackage"}
     assert res.skipped == ["attention_mesh_paper.onnx"]
+
+
+def test_changed_converter_code_rebuilds(built, monkeypatch):
+    """A build made by other converter code (a fixed lowering, say) is not reused."""
+    import converters.build as cb
+    out, _ = built
+    assert build("attention_mesh", out, formats=["onnx"]).skipped == ["attention_mesh.onnx"]
+    monkeypatch.setattr(cb, "converters_digest", lambda: "0" * 64)
+    assert build("attention_mesh", out, formats=["onnx"]).built == ["attention_mesh.onnx"]
