@@ -1,5 +1,5 @@
-"""The runners: PyTorch, ONNX Runtime (CPU), TFLite (XNNPACK and reference kernels), Core ML
-(macOS only) and the MIL reference evaluator (any OS)."""
+"""The runners: PyTorch, ONNX Runtime (CPU), TFLite (XNNPACK, reference kernels, and LiteRT's GPU
+accelerator in fp16 and fp32), Core ML (macOS only) and the MIL reference evaluator (any OS)."""
 from __future__ import annotations
 
 import platform
@@ -117,11 +117,6 @@ class TFLiteGpuRunner(Runner):
         device, why = availability()
         return Availability(device is not None, why)
 
-    @classmethod
-    def device(cls) -> str:
-        from converters.litert_gpu import require_available
-        return require_available().describe()
-
     def _load_impl(self) -> None:
         from converters.litert_gpu import GpuCompileError, GpuModel
         try:
@@ -186,5 +181,5 @@ class MILReferenceRunner(Runner):
         return self.program.run(feed)
 
 
-DEFAULT_RUNNERS = {"pytorch": ("pytorch",), "onnx": ("onnxruntime",), "tflite": ("tflite", "tflite-ref", "tflite-gpu-f32", "tflite-gpu"),
-                   "coreml": ("coreml", "mil")}
+DEFAULT_RUNNERS = {"pytorch": ("pytorch",), "onnx": ("onnxruntime",),
+                   "tflite": ("tflite", "tflite-ref", "tflite-gpu-f32", "tflite-gpu"), "coreml": ("coreml", "mil")}
