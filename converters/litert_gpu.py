@@ -34,9 +34,10 @@ class GpuUnavailable(MeshportError):
 class GpuCompileError(MeshportError):
     """The model does not compile on the GPU accelerator alone; `ops` names what it refused."""
 
-    def __init__(self, message: str, ops: list[str]):
+    def __init__(self, message: str, ops: list[str], log: str = ""):
         super().__init__(message)
         self.ops = ops
+        self.log = log              # the runtime's native log of the compile
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ _NODE = re.compile(r"Node number (\d+) \(([^)]+)\) failed to prepare")
 
 
 @contextlib.contextmanager
-def captured_native_stderr() -> Iterator[list[str]]:
+def captured_native_output() -> Iterator[list[str]]:
     """Redirect file descriptors 1 and 2 (where the C++ runtime logs: it writes to both) into a
     buffer for the block; the text is appended to the yielded list when the block ends."""
     sink: list[str] = []
@@ -136,12 +137,14 @@ def _options(enforce_f32: bool):
 class GpuModel:
     """One model compiled for the GPU accelerator alone (inputs and outputs in signature order)."""
 
-    def __init__(self, model: bytes | Path, *, enforce_f32: bool = False, source: str | None = None):
-        require_available()
+    def __init__(self, model: bytes | Path, *, enforce_f32: bool = False, source: str | None = None,
+                 _probing: bool = False):
+        if not _probing:             # the availability probe itself compiles through this class
+            require_available()
         _quiet_teardown()
         self.source = source or (str(model) if isinstance(model, Path) else "<bytes>")
         self.enforce_f32 = enforce_f32
-        with captured_native_stderr() as log:
+        with captured_native_output() as log:
             from ai_edge_litert.compiled_model import CompiledModel   # its import logs natively too
             try:
                 if isinstance(model, (bytes, bytearray)):
@@ -155,7 +158,8 @@ class GpuModel:
         if not full:
             ops = refused_ops(text)
             detail = "; ".join(ops) if ops else (_last_error(text) or "no reason given")
-            raise GpuCompileError(f"{self.source}: does not compile on the GPU accelerator alone: {detail}", ops)
+            raise GpuCompileError(f"{self.source}: does not compile on the GPU accelerator alone: {detail}", ops,
+                                  text)
         self.log = text
         sig = self._model.get_signature_list()
         self.signature = next(iter(sig))
@@ -170,7 +174,7 @@ class GpuModel:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._first_run:           # the first run sets up the runtime's environment, logging natively
             self._first_run = False
-            with captured_native_stderr():
+            with captured_native_output():
                 return self._run(feed)
         return self._run(feed)
 
@@ -198,7 +202,7 @@ class GpuModel:
     def close(self) -> None:
         """Release the compiled model (the runtime logs its teardown natively: kept out of stderr)."""
         import gc
-        with captured_native_stderr():
+        with captured_native_output():
             self._inputs = self._outputs = []
             if self._model is not None:
                 self._model.close()
@@ -223,7 +227,8 @@ _availability: tuple[GpuDevice | None, str] | None = None
 def tiny_model() -> bytes:
     """A one-op TFLite model (y = x + x, float32 [1, 4]) built directly in the flatbuffer."""
     from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from .tflite_passes import _save
     m = schema.ModelT()
     m.version = 3
     m.buffers = [schema.BufferT()]
@@ -243,7 +248,7 @@ def tiny_model() -> bytes:
     op.builtinOptions = schema.AddOptionsT()
     sg.operators, sg.inputs, sg.outputs = [op], np.array([0], np.int32), np.array([1], np.int32)
     m.subgraphs = [sg]
-    return bytes(fbu.convert_object_to_bytearray(m))
+    return _save(m)
 
 
 def _probe_in_process() -> dict:
@@ -256,18 +261,14 @@ def _probe_in_process() -> dict:
     if not lib.exists():
         return {"ok": False, "reason": f"this ai_edge_litert has no GPU accelerator ({lib.name} missing; "
                                        f"ai-edge-litert ≥ 2.3 ships it)"}
-    from ai_edge_litert.compiled_model import CompiledModel
-    with captured_native_stderr() as log:
-        try:
-            m = CompiledModel.from_buffer(tiny_model(), options=_options(False))
-            ok = m.is_fully_accelerated()
-            ins, outs = m.create_input_buffers(0), m.create_output_buffers(0)
-            ins[0].write(np.arange(4, dtype=np.float32).reshape(1, 4))
-            m.run_by_index(0, ins, outs)
-            ok = ok and np.array_equal(outs[0].read(4, np.float32), np.arange(4, dtype=np.float32) * 2)
-        except RuntimeError:
-            ok = False
-    text = "".join(log)
+    try:
+        model = GpuModel(tiny_model(), _probing=True)
+    except GpuCompileError as exc:
+        ok, text = False, exc.log
+    else:
+        x = np.arange(4, dtype=np.float32).reshape(1, 4)
+        ok, text = bool(np.array_equal(model.run({"x": x})["y"], 2 * x)), model.log
+        model.close()
     match = _ADAPTER.search(text)
     if not ok or match is None:
         why = ("no Vulkan adapter found (install a Vulkan driver; on a machine without a GPU, Mesa ≥ 25's "
@@ -365,16 +366,17 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
 
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from .tflite_passes import _load, _op_names, _save
 
     cpu = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
     cpu.allocate_tensors()
     for d in cpu.get_input_details():
         cpu.set_tensor(d["index"], next(iter(feed.values())) if len(feed) == 1 else feed[d["name"]])
     cpu.invoke()
-    base = fbu.read_model_from_bytearray(bytearray(model))
+    base = _load(model)
     sg = base.subgraphs[0]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = _op_names(base)                   # per operator code
     outs = [(i, int(t)) for i, op in enumerate(sg.operators) for t in op.outputs
             if sg.tensors[int(t)].type == schema.TensorType.FLOAT32 and 0 < len(sg.tensors[int(t)].shape) <= 4]
     bad: list[tuple[int, int, float]] = []
@@ -384,7 +386,7 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
         m.subgraphs[0].outputs = np.array([t for _, t in part], np.int32)
         m.signatureDefs = []
         try:
-            gpu = GpuModel(bytes(fbu.convert_object_to_bytearray(m)), enforce_f32=enforce_f32)
+            gpu = GpuModel(_save(m), enforce_f32=enforce_f32)
         except GpuCompileError:
             continue
         try:
@@ -400,9 +402,8 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
     for k, (i, t, rel) in enumerate(bad):
         if rel > rtol and sum(r > rtol for _, _, r in bad[k + 1:k + 4]) >= confirm:
             op = sg.operators[i]
-            code = base.operatorCodes[op.opcodeIndex]
             shapes = [list(sg.tensors[int(j)].shape) for j in op.inputs if j >= 0]
-            return {"op_index": i, "op": names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"),
+            return {"op_index": i, "op": names[op.opcodeIndex],
                     "inputs": shapes, "output": list(sg.tensors[t].shape), "output_name": sg.tensors[t].name.decode(),
                     "max_rel": rel}
     return None

@@ -88,13 +88,14 @@ def _already_released(store, model: str, version: str, record_path: Path) -> boo
 
 def _rows(record_path: Path, v, records) -> list[dict]:
     from validation.compare import worst_by_candidate
+    from validation.runners import runs_on_gpu
 
     worst: dict[str, dict] = {}   # per artifact, over its runners in the artifact's own arithmetic
     gpu: dict[str, float] = {}    # per artifact: worst max px on the GPU accelerator (either arithmetic)
     imposed = {e.candidate for e in v.edges if e.compute is not None}
     for cand, w in worst_by_candidate(v.edges).items():
         path, runner = cand.split("@")
-        if runner.startswith("tflite-gpu"):
+        if runs_on_gpu(runner):
             gpu[path] = max(gpu.get(path, 0.0), w["max_px"])
         if cand in imposed:
             continue

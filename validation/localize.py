@@ -162,6 +162,8 @@ def localise_gpu(tflite_path: Path, x: np.ndarray, enforce_f32: bool) -> dict:
 def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> list[dict]:
     """One localisation per failing (reference, candidate) pair, on its first failing input."""
     import modelzoo
+
+    from .runners import runs_on_gpu
     out, seen = [], set()
     cases = {c.name: c for c in v.cases}
     onnx_entry = next((a for a in v.record["artifacts"] if a["format"] == "onnx"), None)
@@ -175,7 +177,7 @@ def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> l
         artifact = v.root / e.candidate.split("@")[0]
         loc = {"reference": e.reference, "candidate": e.candidate, "input_set": e.input_set}
         say(f"localising {e.reference} → {e.candidate}")
-        if e.candidate.split("@")[-1].startswith("tflite-gpu"):
+        if runs_on_gpu(e.candidate.split("@")[-1]):
             loc.update(localise_gpu(artifact, x, e.compute is None))
         elif e.format == "onnx":
             model = model or modelzoo.load_model(spec.id, pretrained=modelzoo.has_pretrained(spec.id))

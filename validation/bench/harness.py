@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 import modelzoo
-from validation.runners import RUNNERS, Runner, RunnerError, RunnerUnavailable, get_runner, runner_for
+from validation.runners import (RUNNERS, Runner, RunnerError, RunnerUnavailable, get_runner, runner_for,
+                                runs_on_gpu)
 
 from . import runners as _extra_runners  # noqa: F401  (registers the CUDA and Core ML compute-unit runners)
 from .records import LATENCY_JSON, LatencyRecord, write_latency
@@ -124,7 +125,7 @@ def device_for(runtime: str) -> str:
     if runtime == "onnxruntime-cuda":
         from .runners import OnnxRuntimeCudaRunner
         return OnnxRuntimeCudaRunner.device()
-    if runtime.startswith("tflite-gpu"):
+    if runs_on_gpu(runtime):
         # On a software Vulkan driver (lavapipe) the figure is the host's CPU, labelled so.
         from converters.litert_gpu import require_available
         gpu = require_available()
@@ -191,7 +192,7 @@ def bench_build(model_id: str, build_dir: Path | str, runtimes: Sequence[str] | 
                      "timer": "perf_counter", "peak_rss_scope": scope}
             if hasattr(runner, "compute_units"):
                 extra["compute_units"] = runner.compute_units
-            if job.runtime.startswith("tflite-gpu"):
+            if runs_on_gpu(job.runtime):
                 from converters.litert_gpu import require_available
                 gpu = require_available()
                 extra.update(gpu=gpu.to_json(), arithmetic="fp32" if runner.enforce_f32 else "fp16",

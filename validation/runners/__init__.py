@@ -1,11 +1,11 @@
 """Runners: one contract for every runtime (see base.py)."""
 from .base import (RUNNERS, Availability, InputMismatchError, OutputError, Runner, RunnerError, RunnerUnavailable,
-                   get_runner, register_runner)
+                   get_runner, register_runner, runs_on_gpu)
 from .impl import DEFAULT_RUNNERS
 
 __all__ = ["RUNNERS", "DEFAULT_RUNNERS", "Availability", "InputMismatchError", "OutputError", "Runner", "RunnerError",
            "runner_for",
-           "RunnerUnavailable", "get_runner", "register_runner"]
+           "RunnerUnavailable", "get_runner", "register_runner", "runs_on_gpu"]
 
 
 def runner_for(name: str, spec, root, entry: dict, threads: int | None = None) -> Runner:

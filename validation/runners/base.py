@@ -45,6 +45,7 @@ class Runner(ABC):
     # Arithmetic precision the runtime imposes whatever the artifact's ("fp16": the GPU accelerator's
     # default); None: the artifact's own. Tolerances are resolved for it (modelzoo.tolerances).
     compute: ClassVar[str | None] = None
+    on_gpu: ClassVar[bool] = False        # runs on LiteRT's GPU accelerator (device and localiser follow)
 
     def __init__(self, spec: ModelSpec, artifact: Path | None = None, *, input_layout: str | None = None,
                  threads: int | None = None):
@@ -164,6 +165,11 @@ def register_runner(cls: type[Runner]) -> type[Runner]:
         raise RegistryError(f"runner {cls.name!r} is already registered")
     RUNNERS[cls.name] = cls
     return cls
+
+
+def runs_on_gpu(name: str) -> bool:
+    """Whether the registered runner `name` runs on LiteRT's GPU accelerator."""
+    return get_runner(name).on_gpu
 
 
 def get_runner(name: str) -> type[Runner]:

@@ -109,6 +109,7 @@ class TFLiteGpuRunner(Runner):
     name = "tflite-gpu"
     format = "tflite"
     compute = "fp16"
+    on_gpu = True
     enforce_f32 = False
 
     @classmethod
