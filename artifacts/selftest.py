@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from modelzoo.metrics import inter_ocular_distance
 from modelzoo.tolerances import Bounds, ToleranceError, evaluate, resolve
 
 from .errors import PublishError, SelfTestError
@@ -53,15 +52,16 @@ def golden_input(entry: dict[str, Any]) -> dict[str, np.ndarray]:
     return {inp["name"]: x.astype(inp.get("dtype") or "float32")}
 
 
-def _iod(outputs: dict[str, np.ndarray]) -> float | None:
-    lm = outputs.get("landmarks")
-    return None if lm is None else inter_ocular_distance(lm)
+def _iod(spec: Any, outputs: dict[str, np.ndarray]) -> float | None:
+    """The golden face's inter-ocular distance, by the spec's landmarks (None without them)."""
+    lm = spec.landmarks
+    return None if lm is None or lm.output not in outputs else lm.inter_ocular_distance(outputs[lm.output])
 
 
 def tolerance_rules(spec: Any, fmt: str, precision: str, outputs: dict[str, np.ndarray]) -> dict[str, dict]:
     """Per output: the bounds the self-test applies (resolved by modelzoo.tolerances), with the
     inter-ocular distance of the golden face for %IOD bounds."""
-    iod = _iod(outputs)
+    iod = _iod(spec, outputs)
     rules = {}
     for name in outputs:
         try:

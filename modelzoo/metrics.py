@@ -1,21 +1,27 @@
 """Landmark error metrics shared by the converters' quick gate, the validation suite, the
 photo pipeline's comparisons and the store's self-tests (DESIGN §5): point distances in pixels
-and the mean as a percentage of the inter-ocular distance (outer eye corners 33 and 263)."""
+and the mean as a percentage of the inter-ocular distance. Which landmark pair and point count
+a model's IOD uses is its spec's (`ModelSpec.landmarks`)."""
 from __future__ import annotations
 
 import numpy as np
 
-IOD_INDICES = (33, 263)   # outer eye corners in the 478-point contract
+# The outer eye corners and point count of the 478-point contract (DESIGN §2, §5): the
+# defaults for callers that have no spec at hand; generic code passes the spec's.
+IOD_INDICES = (33, 263)
+MESH_POINTS = 478
 
 
-def inter_ocular_distance(landmarks: np.ndarray) -> float | None:
-    """Distance between the outer eye corners of one face's (478, 2|3) landmarks (any leading
-    batch of one is accepted); None when the array is not one 478-point face or the distance is 0."""
+def inter_ocular_distance(landmarks: np.ndarray, pair: tuple[int, int] = IOD_INDICES,
+                          points: int = MESH_POINTS) -> float | None:
+    """Distance between landmarks `pair` of one face's (points, 2|3) landmarks (any leading
+    batch of one is accepted); None when the array is not one `points`-point face or the
+    distance is 0."""
     pts = np.asarray(landmarks, np.float64)
-    if pts.size not in (478 * 2, 478 * 3):
+    if pts.size not in (points * 2, points * 3):
         return None
-    pts = pts.reshape(478, -1)
-    d = float(np.linalg.norm(pts[IOD_INDICES[0], :2] - pts[IOD_INDICES[1], :2]))
+    pts = pts.reshape(points, -1)
+    d = float(np.linalg.norm(pts[pair[0], :2] - pts[pair[1], :2]))
     return d if d > 0 else None
 
 

@@ -71,6 +71,56 @@ class WeightsSpec:
 
 
 @dataclass(frozen=True)
+class LandmarkSpec:
+    """What generic landmark metrics need of a model: the output holding the points, how many
+    points a face has, named regions (region name → landmark indices; "all" among them) and the
+    landmark pair whose distance is the inter-ocular distance (None: no %IOD figures)."""
+
+    output: str
+    points: int
+    regions: Mapping[str, tuple[int, ...]]
+    iod_pair: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        regions = {str(k): tuple(int(i) for i in v) for k, v in self.regions.items()}
+        object.__setattr__(self, "regions", regions)
+        if self.iod_pair is not None:
+            object.__setattr__(self, "iod_pair", tuple(int(i) for i in self.iod_pair))
+        if self.points < 1:
+            raise ValueError(f"landmarks {self.output!r}: points must be positive, not {self.points}")
+        if "all" not in regions:
+            raise ValueError(f"landmarks {self.output!r}: regions need an 'all' entry; has {sorted(regions)}")
+        for name, idx in regions.items():
+            if not idx:
+                raise ValueError(f"landmarks {self.output!r}: region {name!r} is empty")
+            if len(set(idx)) != len(idx):
+                raise ValueError(f"landmarks {self.output!r}: region {name!r} lists an index twice")
+            bad = [i for i in idx if not 0 <= i < self.points]
+            if bad:
+                raise ValueError(f"landmarks {self.output!r}: region {name!r} has indices outside "
+                                 f"[0, {self.points}): {bad[:5]}")
+        if self.iod_pair is not None:
+            if len(self.iod_pair) != 2 or self.iod_pair[0] == self.iod_pair[1] \
+                    or not all(0 <= i < self.points for i in self.iod_pair):
+                raise ValueError(f"landmarks {self.output!r}: iod_pair must be two distinct indices in "
+                                 f"[0, {self.points}), not {self.iod_pair}")
+
+    def inter_ocular_distance(self, landmarks: Any) -> float | None:
+        """The IOD of one face's (points, 2|3) landmarks (a leading batch of one is accepted);
+        None without an IOD pair, for another point count, or when the distance is 0."""
+        if self.iod_pair is None:
+            return None
+        from .metrics import inter_ocular_distance
+        return inter_ocular_distance(landmarks, self.iod_pair, self.points)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Regions as an ordered list: their order is the order of the figures in parity.json.
+        return {"output": self.output, "points": self.points,
+                "regions": [[name, list(idx)] for name, idx in self.regions.items()],
+                "iod_pair": None if self.iod_pair is None else list(self.iod_pair)}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     description: str
@@ -84,6 +134,11 @@ class ModelSpec:
     landmark_outputs: tuple[str, ...] = ()
     min_onnx_opset: int | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    # The face's points and their regions for landmark metrics; None: no landmark metrics.
+    landmarks: LandmarkSpec | None = None
+    # Modules (class names, or module paths in the model) whose outputs the localiser records
+    # in PyTorch, besides every leaf module.
+    localisation_points: tuple[str, ...] = ()
 
     def input(self, name: str) -> TensorSpec:
         return _by_name(self.inputs, name, "input", self.id)
@@ -105,6 +160,7 @@ class ModelSpec:
             for (f, p, o), t in sorted(self.tolerances.items())
         ]
         d["config"] = dict(self.config)
+        d["landmarks"] = None if self.landmarks is None else self.landmarks.to_dict()
         return d
 
     def sha256(self) -> str:
@@ -123,6 +179,19 @@ class ModelSpec:
             raise ValueError(f"{self.id}: duplicate output names {names}")
         for name in self.landmark_outputs:
             self.output(name)
+        if self.landmarks is not None:
+            lm = self.landmarks
+            if lm.output not in self.landmark_outputs:
+                raise ValueError(f"{self.id}: landmarks output {lm.output!r} is not among the landmark outputs "
+                                 f"{list(self.landmark_outputs)}")
+            shape = self.output(lm.output).shape
+            if len(shape) < 2 or shape[-2] not in (None, lm.points):
+                raise ValueError(f"{self.id}: output {lm.output!r} has shape {shape}, not (..., {lm.points}, C) "
+                                 f"as its landmarks declare")
+        if isinstance(self.localisation_points, str) or not all(
+                isinstance(p, str) and p for p in self.localisation_points):
+            raise ValueError(f"{self.id}: localisation_points must be a tuple of module class names or paths, "
+                             f"not {self.localisation_points!r}")
 
 
 def _by_name(items: tuple[TensorSpec, ...], name: str, what: str, model: str) -> TensorSpec:

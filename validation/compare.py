@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from modelzoo.errors import MeshportError
-from modelzoo.metrics import inter_ocular_distance
 from modelzoo.spec import ModelSpec
 from modelzoo.tolerances import evaluate, resolve
 
@@ -24,10 +23,22 @@ class ParityError(MeshportError):
 
 
 def regions(spec: ModelSpec) -> dict[str, list[int]]:
-    """Landmark index sets per region of the 478-point contract: all, lips, eyes, iris."""
-    from modelzoo.attention_mesh.regions import LEFT_EYE, LIPS, RIGHT_EYE
-    return {"all": list(range(478)), "lips": list(LIPS), "eyes": sorted(set(LEFT_EYE) | set(RIGHT_EYE)),
-            "iris": list(range(468, 478))}
+    """Landmark index sets per named region, as the spec declares them (none without landmarks)."""
+    if spec.landmarks is None:
+        return {}
+    return {name: list(idx) for name, idx in spec.landmarks.regions.items()}
+
+
+def face_iod(spec: ModelSpec, ref: dict[str, np.ndarray]) -> float | None:
+    """The inter-ocular distance of the first face of a reference batch, by the spec's IOD pair
+    (None when the spec declares no landmarks or pair, or `ref` lacks the landmark output)."""
+    lm = spec.landmarks
+    if lm is None or lm.output not in ref:
+        return None
+    a = np.asarray(ref[lm.output])
+    if a.ndim < 2 or a.size == 0 or a.size % (lm.points * a.shape[-1]):
+        return None
+    return lm.inter_ocular_distance(a.reshape(-1, lm.points, a.shape[-1])[0])
 
 
 @dataclass
@@ -71,13 +82,16 @@ def compare(spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray
     """Every output of `got` judged against `ref` by the spec's tolerance (modelzoo.tolerances),
     resolved for the runner's arithmetic (`compute`)."""
     results = []
-    iod = inter_ocular_distance(ref["landmarks"].reshape(-1, 478, 3)[0]) if is_face and "landmarks" in ref else None
+    iod = face_iod(spec, ref) if is_face else None
+    lm = spec.landmarks
     for out in spec.outputs:
         a, b = ref[out.name].astype(np.float64), got[out.name].astype(np.float64)
         err = np.abs(a - b)
         rel = err / np.maximum(np.abs(a), 1e-6)
         bounds = resolve(spec, fmt, precision, out.name, compute)
-        sets = regions(spec) if out.name == "landmarks" and a.size == 478 * a.shape[-1] else None
+        # Named regions index one face's points: applied when the output holds exactly one face.
+        sets = regions(spec) if lm is not None and out.name == lm.output and a.size == lm.points * a.shape[-1] \
+            else None
         check = evaluate(out.name, bounds, a, b, iod, sets)
         results.append(OutputResult(out.name, check.max_abs, check.mean_abs, float(np.percentile(err, 99)),
                                     float(rel.max()), check.max_abs, bounds.to_json(), check.passed,
@@ -95,10 +109,19 @@ def failure_table(edges: list[EdgeResult]) -> str:
     return "\n".join(lines)
 
 
-def worst_by_candidate(edges: list[EdgeResult]) -> dict[str, dict]:
+def landmark_result(outputs: list[OutputResult], spec: ModelSpec | None = None) -> OutputResult | None:
+    """The result of the spec's landmark output (`spec.landmarks.output`); without a spec, the
+    first output with landmark figures (outputs come in spec order). None when there is none."""
+    if spec is not None:
+        name = spec.landmarks.output if spec.landmarks is not None else None
+        return next((o for o in outputs if o.name == name), None)
+    return next((o for o in outputs if o.landmarks), None)
+
+
+def worst_by_candidate(edges: list[EdgeResult], spec: ModelSpec | None = None) -> dict[str, dict]:
     """Per candidate (vs PyTorch), over all inputs: worst max abs error of any output, worst
     landmark max px, worst mean % IOD (faces; None when no face input or no landmarks), and
-    whether every edge passed."""
+    whether every edge passed. Landmark figures are those of `landmark_result`."""
     worst: dict[str, dict] = {}
     for e in edges:
         if e.reference != "pytorch":
@@ -106,7 +129,7 @@ def worst_by_candidate(edges: list[EdgeResult]) -> dict[str, dict]:
         w = worst.setdefault(e.candidate, {"max_abs": 0.0, "max_px": 0.0, "iod": None, "passed": True})
         w["passed"] &= e.passed
         w["max_abs"] = max([w["max_abs"]] + [o.max_abs for o in e.outputs])
-        lm = next((o for o in e.outputs if o.name == "landmarks"), None)
+        lm = landmark_result(e.outputs, spec)
         if lm and lm.landmarks:
             w["max_px"] = max(w["max_px"], lm.landmarks["all"]["max_px"])
             if lm.landmarks["all"]["mean_iod_pct"] is not None:

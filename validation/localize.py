@@ -9,7 +9,7 @@ among the candidate's tensors is the divergence."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,12 +37,15 @@ def onnx_intermediates(path: Path, feed: dict[str, np.ndarray]) -> list[tuple[st
     return [(node, op, values[o]) for node, op, o in order if o in values]
 
 
-def torch_intermediates(model: torch.nn.Module, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(module path, output) of every leaf module, block and sampler, in call order."""
+def torch_intermediates(model: torch.nn.Module, x: np.ndarray, points: Sequence[str] = ()
+                        ) -> list[tuple[str, np.ndarray]]:
+    """(module path, output) of every leaf module and of every module `points` names (by class
+    name or module path; a spec's `localisation_points`), in call order."""
+    wanted = set(points)
     records: list[tuple[str, np.ndarray]] = []
     handles = []
     for name, mod in model.named_modules():
-        if name and (not list(mod.children()) or type(mod).__name__ in ("BlazeBlock", "CropSampler")):
+        if name and (not list(mod.children()) or type(mod).__name__ in wanted or name in wanted):
             handles.append(mod.register_forward_hook(
                 lambda m, i, o, name=name: records.append((name, o.detach().numpy().copy()))
                 if isinstance(o, torch.Tensor) else None))
@@ -113,8 +116,10 @@ def _nhwc(v: np.ndarray) -> np.ndarray:
     return v.transpose(0, 2, 3, 1) if v.ndim == 4 else v
 
 
-def localise_torch_onnx(model: torch.nn.Module, onnx_path: Path, x: np.ndarray, input_name: str) -> dict:
-    refs = torch_intermediates(model, x)
+def localise_torch_onnx(model: torch.nn.Module, onnx_path: Path, x: np.ndarray, input_name: str,
+                        points: Sequence[str] = ()) -> dict:
+    """The first module (a leaf or one of `points`) whose output no ONNX tensor reproduces."""
+    refs = torch_intermediates(model, x, points)
     nodes = onnx_intermediates(onnx_path, {input_name: x})
     found = first_divergence(refs, [(n, v) for n, _, v in nodes], RTOL["fp32"])
     if found is None:
@@ -181,7 +186,7 @@ def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> l
             loc.update(localise_gpu(artifact, x, e.compute is None))
         elif e.format == "onnx":
             model = model or modelzoo.load_model(spec.id, pretrained=modelzoo.has_pretrained(spec.id))
-            loc.update(localise_torch_onnx(model, artifact, x, spec.inputs[0].name))
+            loc.update(localise_torch_onnx(model, artifact, x, spec.inputs[0].name, spec.localisation_points))
         elif e.format == "tflite" and onnx_entry is not None:
             loc.update(localise_onnx_tflite(v.root / onnx_entry["path"], artifact, x, spec.inputs[0].name,
                                             e.precision))

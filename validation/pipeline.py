@@ -10,7 +10,7 @@ import numpy as np
 
 import modelzoo
 from modelzoo.errors import MeshportError
-from modelzoo.metrics import inter_ocular_distance, landmark_errors
+from modelzoo.metrics import landmark_errors
 from modelzoo.photo import FacePipeline, PhotoResult
 
 from .runners import DEFAULT_RUNNERS, Runner, get_runner, runner_for
@@ -80,7 +80,7 @@ def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, b
     fmt is "pytorch"; the detector runs fp32 where it ships no artifact of `precision`.
     Runners are closed when `stack` closes. `options` go to FacePipeline."""
     spec = modelzoo.get_spec(landmark_model)
-    if "landmarks" not in {o.name for o in spec.outputs} or spec.inputs[0].layout != "NCHW":
+    if spec.landmarks is None or spec.inputs[0].layout != "NCHW":
         raise PipelineBuildError(f"{landmark_model} is not a landmark model taking an NCHW image")
     runners = []
     for model in (DETECTOR, landmark_model):
@@ -99,9 +99,13 @@ def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, b
                         landmark_size=int(lm.spec.inputs[0].shape[-1]), **options)
 
 
-def compare_photos(results: dict[str, PhotoResult]) -> dict[str, dict]:
+def compare_photos(results: dict[str, PhotoResult], landmark_model: str = "attention_mesh") -> dict[str, dict]:
     """Largest-face landmark error of each candidate PhotoResult against the "pytorch" one:
-    max / mean px and mean % of the inter-ocular distance (33–263), per photo."""
+    max / mean px and mean % of the inter-ocular distance (the landmark model's spec's pair),
+    per photo."""
+    landmarks = modelzoo.get_spec(landmark_model).landmarks
+    if landmarks is None:
+        raise PipelineBuildError(f"{landmark_model} declares no landmarks to compare")
     ref = results["pytorch"]
     out = {}
     for name, res in results.items():
@@ -112,7 +116,7 @@ def compare_photos(results: dict[str, PhotoResult]) -> dict[str, dict]:
             continue
         rows = []
         for a, b in zip(ref.faces, res.faces):
-            rows.append({**landmark_errors(a.landmarks, b.landmarks, inter_ocular_distance(a.landmarks)),
+            rows.append({**landmark_errors(a.landmarks, b.landmarks, landmarks.inter_ocular_distance(a.landmarks)),
                          "box_max_px": float(np.abs(a.box - b.box).max())})
         out[name] = {"faces": len(res.faces), "per_face": rows}
     return out
@@ -169,7 +173,7 @@ def validate_photos(photos: list[Path | str], build: Path | str, landmark_model:
             progress(key)
     rows, failures = [], []
     for name, res in results.items():
-        for cand, cmp in compare_photos(res).items():
+        for cand, cmp in compare_photos(res, landmark_model).items():
             fmt, precision = cand.split("/")
             bound = photo_bound(spec, fmt, precision)
             faces = res[cand].faces

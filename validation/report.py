@@ -19,7 +19,9 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _overlays(v) -> list[tuple[str, str]]:
+def _overlays(v, output: str | None) -> list[tuple[str, str]]:
+    """One image per real face: every runner's landmarks (the spec's landmark `output`), or a
+    detector's confident boxes."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -31,7 +33,7 @@ def _overlays(v) -> list[tuple[str, str]]:
         ax.imshow(case.array[0].transpose(1, 2, 0))
         for rid, color in zip(runners, colors):
             out = v.outputs[rid][case.name]
-            lm = out.get("landmarks")
+            lm = out.get(output) if output else None
             if lm is not None:
                 ax.scatter(lm[0, :, 0], lm[0, :, 1], s=2, color=color, label=rid)
             elif "boxes" in out and "scores" in out:      # detectors: the anchors scoring ≥ 0.5
@@ -47,18 +49,20 @@ def _overlays(v) -> list[tuple[str, str]]:
     return images
 
 
-def _histogram(v) -> str | None:
+def _histogram(v, output: str | None) -> str | None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    if output is None:
+        return None
     fig, ax = plt.subplots(figsize=(6, 3))
     plotted = False
     ref = v.outputs.get("pytorch", {})
     for rid, outs in v.outputs.items():
         if rid == "pytorch":
             continue
-        errs = [np.linalg.norm(outs[c.name]["landmarks"][0, :, :2] - ref[c.name]["landmarks"][0, :, :2], axis=-1)
-                for c in v.cases if c.is_face and "landmarks" in outs[c.name]]
+        errs = [np.linalg.norm(outs[c.name][output][0, :, :2] - ref[c.name][output][0, :, :2], axis=-1)
+                for c in v.cases if c.is_face and output in outs[c.name]]
         if errs:
             e = np.concatenate(errs)
             ax.hist(np.log10(np.maximum(e, 1e-7)), bins=40, histtype="step", label=rid)
@@ -82,15 +86,15 @@ def _dynamic(d: dict | None) -> str:
     return ("pass" if d.get("ok") else f"FAIL: {d.get('error', '')}") + f" on {where}"
 
 
-def _candidates_table(v) -> str:
+def _candidates_table(v, spec) -> str:
     """Per candidate vs PyTorch: the runner's arithmetic, worst figures over every input, the
     bounds that judged the landmarks, and the verdict (GPU edges beside the others)."""
-    from .compare import worst_by_candidate
+    from .compare import landmark_result, worst_by_candidate
     e = html.escape
     rows = []
-    for rid, w in worst_by_candidate(v.edges).items():
+    for rid, w in worst_by_candidate(v.edges, spec).items():
         edge = next(x for x in v.edges if x.candidate == rid and x.reference == "pytorch")
-        lm = next((o for o in edge.outputs if o.name == "landmarks"), None)
+        lm = landmark_result(edge.outputs, spec)
         bound = ", ".join(f"{k} {lm.tolerance[k]:g}" for k in ("atol", "max_px", "mean_iod_pct")
                           if lm and k in lm.tolerance)
         iod = "" if w["iod"] is None else f"{w['iod']:.3g}"
@@ -103,6 +107,9 @@ def _candidates_table(v) -> str:
 
 
 def write_report(v, path: Path) -> None:
+    import modelzoo
+    spec = modelzoo.get_spec(v.model)
+    output = spec.landmarks.output if spec.landmarks is not None else None
     e = html.escape
     rows = []
     for edge in v.edges:
@@ -118,7 +125,7 @@ def write_report(v, path: Path) -> None:
                 f"<p class='{'ok' if v.passed else 'fail'}'>{'All edges pass.' if v.passed else 'Some edges FAIL.'} "
                 f"{len(v.edges)} edges over {len(v.cases)} inputs "
                 f"({', '.join(e(c.name) for c in v.cases)}).</p>"]
-    sections.append(_candidates_table(v))
+    sections.append(_candidates_table(v, spec))
     if v.skipped:
         sections.append("<h2>Runners unavailable here</h2><ul>" + "".join(
             f"<li>{e(x['artifact'])} @ {e(x['runner'])}: {e(x['reason'])}</li>" for x in v.skipped) + "</ul>")
@@ -136,10 +143,10 @@ def write_report(v, path: Path) -> None:
             f"<tr class='{'ok' if g.get('ok') else 'fail'}'><td>{e(p)}</td><td>{g.get('ops', '?')}</td>"
             f"<td>{len(g.get('flagged', []))}</td><td>{e(_dynamic(g.get('dynamic')))}</td></tr>" for p, g in gpu)
             + "</table>")
-    hist = _histogram(v)
+    hist = _histogram(v, output)
     if hist:
         sections.append(f"<h2>Error distribution</h2><img alt='error histogram' src='{hist}'>")
-    overlays = _overlays(v)
+    overlays = _overlays(v, output)
     if overlays:
         sections.append("<h2>Landmarks of every format on the real faces</h2><div class='grid'>" + "".join(
             f"<figure><img alt='{e(n)}' src='{src}'><figcaption>{e(n)}</figcaption></figure>" for n, src in overlays)

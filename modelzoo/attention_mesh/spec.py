@@ -1,13 +1,23 @@
 """Spec of `attention_mesh` and the shared output contract of attention-mesh models."""
 from __future__ import annotations
 
-from ..spec import DEFAULT_TARGETS, ModelSpec, TensorSpec, WeightsSpec, landmark_tolerances
+from ..spec import DEFAULT_TARGETS, LandmarkSpec, ModelSpec, TensorSpec, WeightsSpec, landmark_tolerances
 from .model import AttentionMeshConfig
-from .regions import MEDIAPIPE_REGIONS
+from .regions import LEFT_EYE, LIPS, MEDIAPIPE_REGIONS, RIGHT_EYE
 
 CONFIG = AttentionMeshConfig(regions=MEDIAPIPE_REGIONS)
 
 LANDMARK_OUTPUTS = ("landmarks", "lips", "left_eye", "right_eye", "left_iris", "right_iris")
+
+# The 478-point contract's regions for the paper's metrics (all, lips, eyes, iris: irises are
+# appended as 468–477) and its inter-ocular distance: the outer eye corners 33 and 263 (DESIGN §5).
+LANDMARKS = LandmarkSpec(
+    output="landmarks", points=478,
+    regions={"all": tuple(range(478)), "lips": LIPS, "eyes": tuple(sorted(set(LEFT_EYE) | set(RIGHT_EYE))),
+             "iris": tuple(range(468, 478))},
+    iod_pair=(33, 263))
+# Blocks and crop samplers: the localiser names the first block whose output a conversion breaks.
+LOCALISATION_POINTS = ("BlazeBlock", "CropSampler")
 
 
 def image_input(size: int) -> TensorSpec:
@@ -53,4 +63,6 @@ def spec() -> ModelSpec:
         config={"input_size": cfg.input_size, "feature_size": cfg.feature_size, "crop_size": cfg.crop_size,
                 "iris_split": cfg.crop_size // 4,
                 "onnx_required_ops": ("GridSample",), "coreml_required_ops": ("resample",)},
+        landmarks=LANDMARKS,
+        localisation_points=LOCALISATION_POINTS,
     )

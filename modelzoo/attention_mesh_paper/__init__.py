@@ -4,7 +4,8 @@
 from dataclasses import replace
 
 from ..attention_mesh.model import AttentionMesh
-from ..attention_mesh.spec import CONFIG as SHIPPED, image_input, landmark_outputs, LANDMARK_OUTPUTS
+from ..attention_mesh.spec import CONFIG as SHIPPED, LANDMARK_OUTPUTS, LANDMARKS, LOCALISATION_POINTS, image_input, \
+    landmark_outputs
 from ..registry import register_model
 from ..spec import DEFAULT_TARGETS, ModelSpec, Tolerance, landmark_tolerances
 
@@ -36,6 +37,8 @@ def spec() -> ModelSpec:
         config={"input_size": CONFIG.input_size, "feature_size": CONFIG.feature_size,
                 "crop_size": CONFIG.crop_size, "iris_split": CONFIG.crop_size // 4,
                 "onnx_required_ops": ("GridSample",), "coreml_required_ops": ("resample",)},
+        landmarks=LANDMARKS,
+        localisation_points=LOCALISATION_POINTS,
     )
 
 

@@ -60,4 +60,5 @@ def spec() -> ModelSpec:
         min_onnx_opset=16,
         config={"input_size": size, "anchors": NUM_ANCHORS, "strides": SHORT_RANGE.strides,
                 "min_score": 0.5, "nms_iou": 0.3, "excluded_targets": EXCLUDED},
+        localisation_points=("BlazeBlock",),
     )

@@ -1,8 +1,8 @@
 """Spec of `face_mesh_cascade`: same I/O contract as `attention_mesh`."""
 from __future__ import annotations
 
-from ..attention_mesh.spec import LANDMARK_OUTPUTS, MEDIAPIPE_ATTRIBUTION, MEDIAPIPE_WHEEL, image_input, \
-    landmark_outputs
+from ..attention_mesh.spec import LANDMARK_OUTPUTS, LANDMARKS, MEDIAPIPE_ATTRIBUTION, MEDIAPIPE_WHEEL, \
+    image_input, landmark_outputs
 from ..spec import DEFAULT_TARGETS, ModelSpec, WeightsSpec, landmark_tolerances
 from .model import CascadeConfig
 
@@ -39,4 +39,6 @@ def spec() -> ModelSpec:
                 "left_eye_corners": list(cfg.left_eye_corners), "right_eye_corners": list(cfg.right_eye_corners),
                 "lips_crop": cfg.lips_crop, "lips_scale": list(cfg.lips_scale),
                 "lips_corners": list(cfg.lips_corners), "lips_weights": "seeded random init"},
+        landmarks=LANDMARKS,
+        localisation_points=("BlazeBlock",),   # its crops are sampled by a function, not a module
     )
