@@ -9,7 +9,8 @@ operand requirements (what `Parse` reads as a constant), and `tflite/delegates/u
 (`FP16GraphPartitionHelper`: DEQUANTIZE of an fp16 constant is folded into its consumers). Meshport policy on
 top: every CUSTOM op is flagged, including the few the delegate (or MediaPipe's build of it) can parse.
 
-Only the flatbuffer schema shipped with ai_edge_litert is used: no TensorFlow, no interpreter.
+The model is read through `runtime.tflite` (the flatbuffer schema shipped with ai_edge_litert): no TensorFlow, no
+interpreter.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from modelzoo.errors import MeshportError
+from runtime.tflite import Graph, Op, Tensor, TFLiteFormatError, type_name
 
 __all__ = ["Flag", "GpuReport", "GpuCompatibilityError", "check_gpu_compatibility", "require_gpu_compatible",
            "MAX_VERSIONS", "RULES"]
@@ -87,10 +89,6 @@ _HINTS = {
     "WHERE": "use a float mask instead of computing indices",
 }
 
-_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
-               7: "int16", 8: "complex64", 9: "int8", 10: "float64", 16: "uint16", 15: "uint32", 17: "int4",
-               18: "bfloat16"}
-_NP = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8}
 F32, F16, I32, U8, I64, BOOL, I16, I8 = 0, 1, 2, 3, 4, 6, 7, 9
 _FLOAT = (F32, F16)
 _ACT_SIGN_BIT = 5
@@ -145,124 +143,30 @@ class GpuReport:
         return "\n".join(lines)
 
 
-# -- reading the flatbuffer ---------------------------------------------------------------------------------------
-
-@dataclass
-class _Tensor:
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    type: int
-    const: bool
-    data: np.ndarray | None
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    @property
-    def type_name(self) -> str:
-        return _TYPE_NAMES.get(self.type, f"type{self.type}")
-
-
-@dataclass
-class _Op:
-    index: int
-    name: str           # builtin name or "CUSTOM:<name>"
-    version: int
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    options: dict[str, Any]
-
-
-def _ints(v: Any) -> tuple[int, ...]:
-    return () if v is None else tuple(int(j) for j in v)
-
-
-class _Graph:
-    def __init__(self, buf: bytes, source: str):
-        try:
-            from ai_edge_litert import schema_py_generated as schema
-        except ImportError as exc:  # pragma: no cover - ai_edge_litert is a pinned dependency
-            raise GpuCompatibilityError(f"the TFLite schema (ai_edge_litert) is not installed: {exc}") from exc
-        try:
-            if len(buf) < 8 or not schema.Model.ModelBufferHasIdentifier(buf, 0):
-                raise ValueError("missing TFL3 identifier")
-            model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
-            if not model.subgraphs:
-                raise ValueError("no subgraphs")
-            g = model.subgraphs[0]
-            names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-            self.tensors = [self._tensor(i, t, model.buffers or [], buf) for i, t in enumerate(g.tensors or [])]
-            self.ops: list[_Op] = []
-            for i, op in enumerate(g.operators or []):
-                oc = model.operatorCodes[op.opcodeIndex]
-                code = max(oc.builtinCode, oc.deprecatedBuiltinCode)  # codes > 127 live in builtinCode only
-                if oc.customCode is not None or code == schema.BuiltinOperator.CUSTOM:
-                    custom = oc.customCode or b"?"
-                    name = "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
-                else:
-                    name = names.get(code, f"BUILTIN_{code}")
-                opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
-                self.ops.append(_Op(i, name, int(oc.version or 1), _ints(op.inputs), _ints(op.outputs), opts))
-            self.outputs = _ints(g.outputs)
-        except GpuCompatibilityError:
-            raise
-        except Exception as exc:  # a truncated or foreign file fails in many ways
-            raise GpuCompatibilityError(f"{source}: not a readable TFLite model ({type(exc).__name__}: {exc})") from exc
-        self.producers: dict[int, list[_Op]] = {}
-        self.consumers: dict[int, list[_Op]] = {}   # one entry per input slot, as the delegate counts them
-        for op in self.ops:
-            for t in op.outputs:
-                self.producers.setdefault(t, []).append(op)
-            for t in op.inputs:
-                if t >= 0:
-                    self.consumers.setdefault(t, []).append(op)
-
-    @staticmethod
-    def _tensor(i: int, t: Any, buffers: list, buf: bytes) -> _Tensor:
-        raw = None
-        if 0 < t.buffer < len(buffers):
-            b = buffers[t.buffer]
-            if b.data is not None and len(b.data):
-                raw = bytes(bytearray(b.data)) if not isinstance(b.data, np.ndarray) else b.data.tobytes()
-            elif (b.offset or 0) > 1 and (b.size or 0) > 0:   # large models keep buffers after the flatbuffer
-                raw = buf[b.offset:b.offset + b.size]
-        shape = tuple(int(s) for s in t.shape) if t.shape is not None else ()
-        data = None
-        if raw is not None and t.type in _NP:
-            try:
-                data = np.frombuffer(raw, dtype=_NP[t.type]).reshape(shape)
-            except ValueError:
-                data = None
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        return _Tensor(i, name, shape, int(t.type), raw is not None, data)
-
-
 # -- the rules ----------------------------------------------------------------------------------------------------
 
 class _Ctx:
     """One op as the delegate sees it: fp16 DEQUANTIZE outputs replaced by their fp16 constants."""
 
-    def __init__(self, g: _Graph, op: _Op, folded: dict[int, int]):
+    def __init__(self, g: Graph, op: Op, folded: dict[int, int]):
         self.g, self.op = g, op
         self.ins = [None if (j < 0 or j >= len(g.tensors)) else g.tensors[folded.get(j, j)] for j in op.inputs]
         self.outs = [g.tensors[j] for j in op.outputs]
         self.flags: list[tuple[str, str]] = []
 
-    def inp(self, i: int) -> _Tensor | None:
+    def inp(self, i: int) -> Tensor | None:
         return self.ins[i] if i < len(self.ins) else None
 
     @property
-    def present(self) -> list[_Tensor]:
+    def present(self) -> list[Tensor]:
         return [t for t in self.ins if t is not None]
 
     @property
-    def runtime(self) -> list[_Tensor]:
+    def runtime(self) -> list[Tensor]:
         return [t for t in self.present if not t.const]
 
     @property
-    def consts(self) -> list[_Tensor]:
+    def consts(self) -> list[Tensor]:
         return [t for t in self.present if t.const]
 
     def opt(self, key: str, default: Any = 0) -> Any:
@@ -276,14 +180,14 @@ class _Ctx:
             if r == rule:  # one flag per rule: a second finding extends the sentence
                 self.flags[i] = (r, f"{reason}; also {text}")
                 return
-        self.flags.append((rule, f"{self.op.name}: {text}"))
+        self.flags.append((rule, f"{self.op.kind}: {text}"))
 
 
-def _dims(t: _Tensor | None) -> str:
+def _dims(t: Tensor | None) -> str:
     return "none" if t is None else f"{t.rank}-D {list(t.shape)}"
 
 
-def _types(ts: Iterable[_Tensor]) -> str:
+def _types(ts: Iterable[Tensor]) -> str:
     return ", ".join(sorted({t.type_name for t in ts}))
 
 
@@ -322,9 +226,9 @@ def _check_two_arg(c: _Ctx) -> None:
                            f"(got {r} runtime, {k} constant input(s)); fold all-constant arithmetic offline")
         return
     a, b = c.ins[0], c.ins[1]
-    if r == 2 and a.index == b.index and c.op.name not in ("ADD", "MUL"):
+    if r == 2 and a.index == b.index and c.op.kind not in ("ADD", "MUL"):
         c.flag("operands", "the same tensor on both inputs is only supported for ADD and MUL")
-    name, out = c.op.name, c.outs[0]
+    name, out = c.op.kind, c.outs[0]
     if out.shape not in (a.shape, b.shape) and a.shape and b.shape:
         # Both inputs broadcast (e.g. [1,K] + [2,1] -> [2,K]): the delegate's elementwise kernels
         # broadcast one input at most, and LiteRT's GPU accelerator computes this wrongly.
@@ -346,14 +250,14 @@ def _check_logical(c: _Ctx) -> None:
     g, out = c.g, c.outs[0] if c.outs else None
     if out is None:
         return
-    producers, consumers = g.producers.get(out.index, []), g.consumers.get(out.index, [])
+    producers, consumers = g.producers().get(out.index, []), g.consumers().get(out.index, [])
     ok = len(producers) == 1 and len(consumers) == 1
     nxt = consumers[0] if ok else None
     if ok:
         dst = g.tensors[nxt.outputs[0]] if nxt.outputs else None
-        ok = nxt.name in ("CAST", "SELECT", "SELECT_V2") and dst is not None and dst.type in _FLOAT
+        ok = nxt.kind in ("CAST", "SELECT", "SELECT_V2") and dst is not None and dst.type in _FLOAT
     if not ok:
-        got = ", ".join(f"{o.name}->{g.tensors[o.outputs[0]].type_name}" if o.outputs else o.name for o in consumers)
+        got = ", ".join(f"{o.kind}->{g.tensors[o.outputs[0]].type_name}" if o.outputs else o.kind for o in consumers)
         got = got or ("only a model output" if out.index in g.outputs else "none")
         c.flag("logical-op", f"a comparison's bool output must feed exactly one CAST or SELECT/SELECT_V2 whose "
                              f"output is float (got consumers: {got}); cast the result to float right away")
@@ -363,16 +267,16 @@ def _check_cast(c: _Ctx) -> None:
     if not _operands(c, 1):
         return
     src, dst = c.runtime[0].type, c.outs[0].type
-    pair = f"{_TYPE_NAMES.get(src, src)}->{_TYPE_NAMES.get(dst, dst)}"
+    pair = f"{type_name(src)}->{type_name(dst)}"
     if src == BOOL and dst in _FLOAT:
         g, t_in, t_out = c.g, c.op.inputs[0], c.op.outputs[0]
-        if len(g.producers.get(t_in, [])) != 1 or len(g.consumers.get(t_in, [])) != 1:
+        if len(g.producers().get(t_in, [])) != 1 or len(g.consumers().get(t_in, [])) != 1:
             c.flag("cast", f"bool->float needs a bool input produced by one op and consumed only by this CAST "
-                           f"(got {len(g.producers.get(t_in, []))} producer(s), "
-                           f"{len(g.consumers.get(t_in, []))} consumer(s))")
-        elif len(g.consumers.get(t_out, [])) != 1:
+                           f"(got {len(g.producers().get(t_in, []))} producer(s), "
+                           f"{len(g.consumers().get(t_in, []))} consumer(s))")
+        elif len(g.consumers().get(t_out, [])) != 1:
             c.flag("cast", "bool->float is done on the CPU unless the float result feeds exactly one op "
-                           f"(got {len(g.consumers.get(t_out, []))} consumer(s)"
+                           f"(got {len(g.consumers().get(t_out, []))} consumer(s)"
                            f"{', and it is a model output' if t_out in g.outputs else ''})")
         return
     if src in _FLOAT and dst == BOOL:
@@ -453,7 +357,7 @@ def _check_const_int32(c: _Ctx, slot: int, rule: str, what: str) -> bool:
 
 
 def _check_reduce(c: _Ctx) -> None:
-    if c.op.name == "MEAN":
+    if c.op.kind == "MEAN":
         _operands(c, 1, const=1)
     else:
         _operands(c, 1)
@@ -461,7 +365,7 @@ def _check_reduce(c: _Ctx) -> None:
 
 
 def _check_slice(c: _Ctx) -> None:
-    name = c.op.name
+    name = c.op.kind
     x = c.inp(0)
     need = 4 if name == "STRIDED_SLICE" else 3
     if len(c.ins) < need or x is None:
@@ -491,7 +395,7 @@ def _check_slice(c: _Ctx) -> None:
 
 
 def _check_pad(c: _Ctx) -> None:
-    if c.op.name == "MIRROR_PAD" and c.opt("mode") != 0:
+    if c.op.kind == "MIRROR_PAD" and c.opt("mode") != 0:
         c.flag("pad", "only REFLECT mirror padding is supported (got SYMMETRIC)")
     _operands(c, 1, what=" (paddings constant)")
     p = c.inp(1)
@@ -501,7 +405,7 @@ def _check_pad(c: _Ctx) -> None:
 
 
 def _check_conv(c: _Ctx) -> None:
-    name = c.op.name
+    name = c.op.kind
     if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         _operands(c, 1)
         if min(c.opt("filterHeight"), c.opt("filterWidth")) <= 0 or min(c.opt("strideH"), c.opt("strideW")) <= 0:
@@ -597,7 +501,7 @@ def _check_one_hot(c: _Ctx) -> None:
 
 
 def _check_misc(c: _Ctx) -> None:
-    name = c.op.name
+    name = c.op.kind
     if name in ("RESHAPE", "TRANSPOSE", "TILE"):
         what = {"RESHAPE": "shape", "TRANSPOSE": "permutation", "TILE": "multiples"}[name]
         if len(c.runtime) != 1 or len(c.outs) != 1:
@@ -677,7 +581,7 @@ _TYPE_RULE = {"GATHER": "gather", "CAST": "cast", "SELECT": "select", "SELECT_V2
 
 def _check_types(c: _Ctx, allow_quant_ops: bool) -> None:
     """The delegate's tensor filter: rank <= 4 everywhere, allowed types on runtime inputs and on outputs."""
-    name = c.op.name
+    name = c.op.kind
     big = list({t.index: t for t in c.present + c.outs if t.rank >= 5}.values())
     if big:
         c.flag("tensor-rank", f"tensors must have at most 4 dimensions (got {', '.join(_dims(t) for t in big)}); "
@@ -692,8 +596,8 @@ def _check_types(c: _Ctx, allow_quant_ops: bool) -> None:
         got.append(f"{_types(bad_in)} runtime input")
     if bad_out:
         got.append(f"{_types(bad_out)} output")
-    allowed_in = "/".join(_TYPE_NAMES[t] for t in sorted(ins))
-    allowed_out = "/".join(_TYPE_NAMES[t] for t in sorted(outs))
+    allowed_in = "/".join(type_name(t) for t in sorted(ins))
+    allowed_out = "/".join(type_name(t) for t in sorted(outs))
     hint = ("; the delegate has no integer arithmetic: keep integer math in float (exact up to 2048 in fp16) and "
             "CAST float32->int32 only right before a GATHER" if any(t.type == I32 for t in bad_in + bad_out) else "")
     c.flag(_TYPE_RULE.get(name, "tensor-type"),
@@ -717,7 +621,7 @@ _OP_CHECKS: dict[str, Callable[[_Ctx], None]] = {
 
 
 def _check_op(c: _Ctx, allow_quant_ops: bool) -> None:
-    name, op = c.op.name, c.op
+    name, op = c.op.kind, c.op
     if name.startswith("CUSTOM:"):
         c.flag("custom-op", "custom ops are not allowed in Meshport artifacts (the GPU delegate would leave "
                             "it on the CPU and split the graph); express it with builtin ops")
@@ -758,11 +662,14 @@ def check_gpu_compatibility(model: str | Path | bytes | bytearray | memoryview, 
         except OSError as exc:
             raise GpuCompatibilityError(f"{path}: cannot read ({exc.strerror or exc})") from exc
         source = str(path)
-    g = _Graph(buf, source)
+    try:
+        g = Graph.from_bytes(buf, source)
+    except TFLiteFormatError as exc:
+        raise GpuCompatibilityError(str(exc)) from exc
     folded: dict[int, int] = {}
     report = GpuReport(source=source, ops=len(g.ops))
     for op in g.ops:
-        if op.name == "DEQUANTIZE" and op.inputs and op.outputs and op.inputs[0] >= 0:
+        if op.kind == "DEQUANTIZE" and op.inputs and op.outputs and op.inputs[0] >= 0:
             src = g.tensors[op.inputs[0]]
             if src.type == F16 and src.const:
                 folded[op.outputs[0]] = src.index
@@ -770,7 +677,7 @@ def check_gpu_compatibility(model: str | Path | bytes | bytearray | memoryview, 
                 continue
         c = _Ctx(g, op, folded)
         _check_op(c, allow_quant_ops)
-        report.flagged += [Flag(op.index, op.name, op.version, rule, reason) for rule, reason in c.flags]
+        report.flagged += [Flag(op.index, op.kind, op.version, rule, reason) for rule, reason in c.flags]
     return report
 
 

@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from modelzoo.errors import MeshportError
+from runtime.tflite import Graph
 
 
 class GpuUnavailable(MeshportError):
@@ -227,8 +228,6 @@ _availability: tuple[GpuDevice | None, str] | None = None
 def tiny_model() -> bytes:
     """A one-op TFLite model (y = x + x, float32 [1, 4]) built directly in the flatbuffer."""
     from ai_edge_litert import schema_py_generated as schema
-
-    from .tflite_passes import _save
     m = schema.ModelT()
     m.version = 3
     m.buffers = [schema.BufferT()]
@@ -248,7 +247,7 @@ def tiny_model() -> bytes:
     op.builtinOptions = schema.AddOptionsT()
     sg.operators, sg.inputs, sg.outputs = [op], np.array([0], np.int32), np.array([1], np.int32)
     m.subgraphs = [sg]
-    return _save(m)
+    return Graph(m, "tiny model").to_bytes()
 
 
 def _probe_in_process() -> dict:
@@ -362,31 +361,22 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
     outputs of one chunk of ops at a time. A divergence counts only where `confirm` of the next
     three float op outputs diverge too (a fused op's own output is not materialised on the GPU).
     None when every op output is reproduced."""
-    import copy
-
-    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
-
-    from .tflite_passes import _load, _op_names, _save
 
     cpu = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
     cpu.allocate_tensors()
     for d in cpu.get_input_details():
         cpu.set_tensor(d["index"], next(iter(feed.values())) if len(feed) == 1 else feed[d["name"]])
     cpu.invoke()
-    base = _load(model)
-    sg = base.subgraphs[0]
-    names = _op_names(base)                   # per operator code
-    outs = [(i, int(t)) for i, op in enumerate(sg.operators) for t in op.outputs
-            if sg.tensors[int(t)].type == schema.TensorType.FLOAT32 and 0 < len(sg.tensors[int(t)].shape) <= 4]
+    graph = Graph.from_bytes(model, "model")
+    every_op = range(len(graph.ops))
+    outs = [(op.index, t) for op in graph.ops for t in op.outputs
+            if graph.tensor(t).type_name == "float32" and 0 < graph.tensor(t).rank <= 4]
     bad: list[tuple[int, int, float]] = []
     for start in range(0, len(outs), chunk):
         part = outs[start:start + chunk]
-        m = copy.deepcopy(base)
-        m.subgraphs[0].outputs = np.array([t for _, t in part], np.int32)
-        m.signatureDefs = []
         try:
-            gpu = GpuModel(_save(m), enforce_f32=enforce_f32)
+            gpu = GpuModel(graph.submodel(every_op, graph.inputs, [t for _, t in part]), enforce_f32=enforce_f32)
         except GpuCompileError:
             continue
         try:
@@ -401,9 +391,8 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
             bad.append((i, t, err / (1.0 + float(np.abs(ref).max()))))
     for k, (i, t, rel) in enumerate(bad):
         if rel > rtol and sum(r > rtol for _, _, r in bad[k + 1:k + 4]) >= confirm:
-            op = sg.operators[i]
-            shapes = [list(sg.tensors[int(j)].shape) for j in op.inputs if j >= 0]
-            return {"op_index": i, "op": names[op.opcodeIndex],
-                    "inputs": shapes, "output": list(sg.tensors[t].shape), "output_name": sg.tensors[t].name.decode(),
-                    "max_rel": rel}
+            op = graph.ops[i]
+            shapes = [list(graph.tensor(j).shape) for j in op.inputs if j >= 0]
+            return {"op_index": i, "op": op.kind, "inputs": shapes, "output": list(graph.tensor(t).shape),
+                    "output_name": graph.tensor(t).name, "max_rel": rel}
     return None

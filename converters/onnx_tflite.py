@@ -2,9 +2,10 @@
 
 Recipe: simplify (onnxsim) → lower GridSample (lowering.py) → onnx2tf (offline: the calibration
 file it would download is provided; the venv's bin is on PATH for its onnxsim call) → TFLite
-passes (TFLITE_PASSES: strip the negative-index guards onnx2tf puts around runtime GATHERs,
-re-fuse PReLUs, ADD_N → ADD, drop the lowering's identity convs; each verified on a seeded
-input) → spec names for inputs/outputs → quick parity gate against PyTorch → GPU-delegate check."""
+passes (tflite_passes.pipeline(): strip the negative-index guards onnx2tf puts around runtime
+GATHERs, re-fuse PReLUs, ADD_N → ADD, drop the lowering's identity convs; each checks its own
+postconditions and is verified against the unpassed model on a seeded input) → spec names for
+inputs/outputs → quick parity gate against PyTorch → GPU-delegate check."""
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ from . import gate
 from .base import Artifact, ConversionError, atomic_output, io_specs, register_step
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample, sum_residual_adds
-from .tflite_passes import (add_n_to_add, drop_identity_convs, fuse_prelu, op_histogram, rename_io,
-                            strip_gather_guards)
+from .tflite_passes import op_histogram, pipeline, rename_io
 
 STEP = "onnx->tflite"
 # onnx2tf looks for this file in its working directory before downloading one.
@@ -130,16 +130,6 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
     return artifacts
 
 
-# TFLite passes run on every onnx2tf output, in order, each checked against the unpassed model
-# on a seeded input: (build-record key, what it does, pass).
-TFLITE_PASSES = (
-    ("gather_guards_removed", "removing the gather guards", strip_gather_guards),
-    ("prelu_refused", "re-fusing PReLUs", fuse_prelu),
-    ("add_n_as_add", "turning ADD_N into ADD", add_n_to_add),
-    ("identity_convs_removed", "removing identity convolutions", drop_identity_convs),
-)
-
-
 def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: dict, refs: dict,
             require_gpu: bool) -> Artifact:
     """TFLite passes (verified), spec names, parity gate and GPU check of one onnx2tf output."""
@@ -150,11 +140,11 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
     probe = nhwc(gate.seeded_input(spec, seed=1))
     before = run_tflite(raw, {in_name: probe})
     counts, passed = {}, raw
-    for key, label, tflite_pass in TFLITE_PASSES:
-        passed, counts[key] = tflite_pass(passed)
+    for tflite_pass in pipeline():      # tflite_passes' registered passes, in order
+        passed, counts[tflite_pass.record_key] = tflite_pass(passed)
         after = run_tflite(passed, {in_name: probe})
         if any(not np.allclose(before[k], after[k], rtol=1e-6, atol=1e-6) for k in before):
-            raise ConversionError(STEP, f"{label} changed the outputs")
+            raise ConversionError(STEP, f"{tflite_pass.label} changed the outputs")
     final = rename_io(passed, [in_name], [o.name for o in spec.outputs])
     with atomic_output(out_path) as tmp_out:
         tmp_out.write_bytes(final)

@@ -65,14 +65,14 @@ class GraphWalker:
         got_stride = op.options.get("strideH"), op.options.get("strideW")
         got_pad = _PADDING.get(op.options.get("padding"))
         if (stride is not None and got_stride != (stride, stride)) or got_pad != padding:
-            raise WeightImportError(f"{self.g.source}: op {op.index} ({op.type}) for {what} has stride "
+            raise WeightImportError(f"{self.g.source}: op {op.index} ({op.kind}) for {what} has stride "
                                     f"{got_stride}, padding {got_pad}; the model expects {stride}, {padding}")
         if op.options.get("fusedActivationFunction", 0) != 0:
             raise WeightImportError(f"{self.g.source}: op {op.index} has a fused activation the model lacks")
 
     def _conv_params(self, op: Op, prefix: str) -> None:
         w = self.g.const(op.inputs[1])
-        if op.type == "CONV_2D":
+        if op.kind == "CONV_2D":
             w = w.transpose(0, 3, 1, 2)            # OHWI → OIHW
         else:
             w = w.transpose(3, 0, 1, 2)            # 1HWC → C1HW
@@ -126,7 +126,7 @@ class GraphWalker:
         t = skip
         if block.cout > block.cin:
             op = self.g.producer.get(t)
-            if op is None or op.type != "PAD":
+            if op is None or op.kind != "PAD":
                 return False
             pads = self.g.const(op.inputs[1])
             if pads[-1].tolist() != [0, block.cout - block.cin] or np.any(pads[:-1]):
@@ -134,7 +134,7 @@ class GraphWalker:
             t = op.inputs[0]
         if block.stride == 2:
             op = self.g.producer.get(t)
-            if op is None or op.type != "MAX_POOL_2D" or op.options.get("filterWidth") != 2 \
+            if op is None or op.kind != "MAX_POOL_2D" or op.options.get("filterWidth") != 2 \
                     or op.options.get("strideW") != 2:
                 return False
             t = op.inputs[0]
@@ -151,9 +151,9 @@ class GraphWalker:
         return tensor
 
     def check_all_used(self) -> None:
-        unused = [op for op in self.g.ops if op.type in WEIGHT_OPS and op.index not in self.visited]
+        unused = [op for op in self.g.ops if op.kind in WEIGHT_OPS and op.index not in self.visited]
         if unused:
-            desc = ", ".join(f"{op.type}#{op.index}" for op in unused[:5])
+            desc = ", ".join(f"{op.kind}#{op.index}" for op in unused[:5])
             raise WeightImportError(f"{self.g.source}: {len(unused)} weight ops not matched by the model: {desc}")
 
 

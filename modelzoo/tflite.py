@@ -1,36 +1,18 @@
-"""A small read-only view of a .tflite flatbuffer for weight import: ops in order, tensors with
-their constant data (fp16 weights resolved through DEQUANTIZE), options and graph connectivity.
-
-Uses the TFLite schema module shipped with ai_edge_litert (flatbuffers only, no runtime)."""
+"""The weight importers' view of a .tflite model: `runtime.tflite.Graph` with DEQUANTIZE ops
+folded into float32 constants (fp16 weights), and the navigation the importers use. Every
+problem reading the file is a `WeightImportError`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from runtime.tflite import Graph, Op, Tensor, TFLiteFormatError
+
 from .errors import WeightImportError
 
-_NP_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8, 7: np.int16}
-
-
-@dataclass
-class Tensor:
-    index: int
-    name: str
-    shape: tuple[int, ...]
-    dtype: Any
-    data: np.ndarray | None  # constant data (dequantized to float32 where it was fp16), else None
-
-
-@dataclass
-class Op:
-    index: int
-    type: str                      # builtin name (e.g. "CONV_2D") or "CUSTOM:<name>"
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Op", "Tensor", "TFLiteGraph"]
 
 
 class TFLiteGraph:
@@ -39,64 +21,37 @@ class TFLiteGraph:
     def __init__(self, buf: bytes, source: str = "<bytes>"):
         self.source = source
         try:
-            from ai_edge_litert import schema_py_generated as schema
-            from flatbuffers import flexbuffers
-            if len(buf) < 8 or not schema.Model.ModelBufferHasIdentifier(buf, 0):
-                raise ValueError("missing TFL3 identifier")
-            model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
-            g = model.subgraphs[0]
-            names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-            self.tensors: list[Tensor] = []
-            for i, t in enumerate(g.tensors):
-                dtype = _NP_TYPES.get(t.type)
-                raw = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-                data = None
-                if raw is not None and len(raw) and dtype is not None:
-                    data = np.frombuffer(bytes(raw), dtype=dtype).reshape(tuple(t.shape))
-                shape = tuple(int(s) for s in t.shape) if t.shape is not None else ()
-                self.tensors.append(Tensor(i, t.name.decode(), shape, dtype, data))
-            self.ops: list[Op] = []
-            for i, op in enumerate(g.operators):
-                oc = model.operatorCodes[op.opcodeIndex]
-                code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
-                if oc.customCode:
-                    kind = "CUSTOM:" + oc.customCode.decode()
-                    opts = flexbuffers.Loads(bytes(op.customOptions)) if op.customOptions is not None else {}
-                else:
-                    kind = names.get(code, f"BUILTIN_{code}")
-                    opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
-                self.ops.append(Op(i, kind, tuple(int(j) for j in op.inputs), tuple(int(j) for j in op.outputs), opts))
-            self.inputs = tuple(int(j) for j in g.inputs)
-            self.outputs = tuple(int(j) for j in g.outputs)
-        except WeightImportError:
-            raise
-        except Exception as exc:  # a tampered or truncated flatbuffer fails in many ways
-            raise WeightImportError(f"{source}: not a readable TFLite model ({type(exc).__name__}: {exc})") from exc
-        self._fold_dequantize()
-        self.producer: dict[int, Op] = {}
+            g = Graph.from_bytes(buf, source)
+        except TFLiteFormatError as exc:
+            raise WeightImportError(str(exc)) from exc
+        self.tensors: list[Tensor] = list(g.tensors)
+        self.ops: list[Op] = []
+        for op in g.ops:
+            if op.kind.startswith("CUSTOM:") and op.custom_options and not op.options:
+                raise WeightImportError(f"{source}: op {op.index} ({op.kind}) has custom options that are not "
+                                        f"a flexbuffer map")
+            if op.kind != "DEQUANTIZE":
+                self.ops.append(op)
+                continue
+            src = self.tensors[op.inputs[0]]
+            if src.data is None:
+                raise WeightImportError(f"{source}: DEQUANTIZE of non-constant tensor {src.name!r}")
+            self.tensors[op.outputs[0]].data = src.data.astype(np.float32)
+        self.inputs, self.outputs = g.inputs, g.outputs
+        self.producer: dict[int, Op] = {t: op for op in self.ops for t in op.outputs}
         self.consumers: dict[int, list[Op]] = {}
         for op in self.ops:
-            for t in op.outputs:
-                self.producer[t] = op
             for t in op.inputs:
                 if t >= 0:
                     self.consumers.setdefault(t, []).append(op)
 
     @classmethod
     def load(cls, path: Path | str) -> "TFLiteGraph":
-        return cls(Path(path).read_bytes(), str(path))
-
-    def _fold_dequantize(self) -> None:
-        kept = []
-        for op in self.ops:
-            if op.type == "DEQUANTIZE":
-                src = self.tensors[op.inputs[0]]
-                if src.data is None:
-                    raise WeightImportError(f"{self.source}: DEQUANTIZE of non-constant tensor {src.name!r}")
-                self.tensors[op.outputs[0]].data = src.data.astype(np.float32)
-            else:
-                kept.append(op)
-        self.ops = kept
+        try:
+            buf = Path(path).read_bytes()
+        except OSError as exc:
+            raise WeightImportError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        return cls(buf, str(path))
 
     # -- navigation ------------------------------------------------------------------------
     def tensor(self, index: int) -> Tensor:
@@ -116,10 +71,10 @@ class TFLiteGraph:
 
     def consumers_of(self, tensor: int, op_type: str | None = None) -> list[Op]:
         ops = self.consumers.get(tensor, [])
-        return [op for op in ops if op_type is None or op.type == op_type]
+        return [op for op in ops if op_type is None or op.kind == op_type]
 
     def ops_of_type(self, op_type: str) -> list[Op]:
-        return [op for op in self.ops if op.type == op_type]
+        return [op for op in self.ops if op.kind == op_type]
 
     def reachable(self, start: int, target: int) -> bool:
         """Whether tensor `target` depends on tensor `start`."""

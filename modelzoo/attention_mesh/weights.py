@@ -99,7 +99,7 @@ def _output(outputs: dict[str, int], name: str, src: str) -> int:
 
 def _check_const_mul(g: TFLiteGraph, tensor: int, want: np.ndarray, what: str) -> None:
     op = g.producer.get(tensor)
-    if op is None or op.type != "MUL":
+    if op is None or op.kind != "MUL":
         raise WeightImportError(f"{g.source}: expected a constant MUL for {what}")
     const = [g.tensor(i).data for i in op.inputs if g.tensor(i).data is not None]
     if len(const) != 1 or not np.allclose(const[0], want):
@@ -112,7 +112,7 @@ def _check_landmark_transform(g: TFLiteGraph, out_t: int, matrix_t: int, transla
     for op in g.ops_of_type("CUSTOM:TransformLandmarks"):
         if g.reachable(op.outputs[0], out_t):
             mul = g.producer.get(op.inputs[1])
-            if mul is None or mul.type != "MUL" or matrix_t not in mul.inputs:
+            if mul is None or mul.kind != "MUL" or matrix_t not in mul.inputs:
                 raise WeightImportError(f"{g.source}: TransformLandmarks op {op.index} does not use the crop matrix")
             const = [g.tensor(i).data for i in mul.inputs if g.tensor(i).data is not None][0].reshape(4, 4)
             if not (np.allclose(const[:2, :2], 1) and np.allclose(const[:2, 3], translation_scale)):

@@ -44,12 +44,12 @@ def import_blazeface(graph: TFLiteGraph, model: BlazeFace) -> dict:
         heads.append(w.conv(tensor, getattr(model, name), name, out_t, padding="VALID"))
     for out_t, pair in ((reg_t, heads[:2]), (cls_t, heads[2:])):
         concat = g.producer.get(out_t)
-        if concat is None or concat.type != "CONCATENATION":
+        if concat is None or concat.kind != "CONCATENATION":
             raise WeightImportError(f"{src}: {g.tensor(out_t).name} is not a concatenation of the heads")
         parts = []
         for part in concat.inputs:
             op = g.producer.get(part)
-            parts.append(op.inputs[0] if op is not None and op.type == "RESHAPE" else None)
+            parts.append(op.inputs[0] if op is not None and op.kind == "RESHAPE" else None)
         if parts != pair:
             raise WeightImportError(f"{src}: {g.tensor(out_t).name} concatenates heads in another order than the "
                                     f"anchors (16×16 map first, then 8×8)")

@@ -363,12 +363,14 @@ def test_interleave_alternates_and_drops_warmup():
 def test_mediapipe_network_cuts_are_custom_op_free():
     from modelzoo.errors import IntegrityError
     from validation.bench import tflite_profile as tp
-    from validation.bench.compare import MP_HEAD_IN, mediapipe_cuts
+    from modelzoo.fetch import fetch
+    from validation.bench.compare import MEDIAPIPE_MODEL, MP_HEAD_IN, mediapipe_cuts
     try:
         cuts = mediapipe_cuts()
     except (IntegrityError, OSError) as exc:   # no cached wheel and no network
         pytest.skip(reason=f"MediaPipe's model is not available offline: {exc}")
-    custom = {"Landmarks2TransformMatrix", "TransformTensorBilinear", "TransformLandmarks"}
+    custom = {"CUSTOM:Landmarks2TransformMatrix", "CUSTOM:TransformTensorBilinear", "CUSTOM:TransformLandmarks"}
+    assert custom <= set(tp.histogram(fetch(MEDIAPIPE_MODEL).read_bytes()))   # the names the check looks for
     for name, buf in cuts.items():
         assert not custom & set(tp.histogram(buf)), name
         it = tp.interpreter(buf)
@@ -387,20 +389,18 @@ def test_sampler_groups_partition_our_tflite(full_build):
     """The lowering-cost split: every op in exactly one group; sampling holds the runtime-index
     GATHERs and the per-region crops, the network every convolution, the matrices no GATHER
     with runtime indices."""
-    from validation.bench import tflite_profile as tp
+    from runtime.tflite import Graph
     from validation.bench.compare import sampler_groups
     root, _ = full_build
     buf = (root / "attention_mesh-fp32.tflite").read_bytes()
     groups = sampler_groups(buf)
-    model = tp.read_model(buf)
-    sg, kinds = model.subgraphs[0], tp.op_kinds(model)
-    kind = {i: kinds[op.opcodeIndex] for i, op in enumerate(sg.operators)}
+    g = Graph.from_bytes(buf)
+    kind = {op.index: op.kind for op in g.ops}
     sets = list(groups.values())
-    assert sum(len(s) for s in sets) == len(sg.operators) == len(set().union(*sets))
+    assert sum(len(s) for s in sets) == len(g.ops) == len(set().union(*sets))
     sampling = groups["sampling: grid + lowered GridSample"]
-    runtime_gathers = {i for i, op in enumerate(sg.operators)
-                       if kind[i] == "GATHER" and not tp._is_const(model, sg, int(op.inputs[1]))}
+    runtime_gathers = {op.index for op in g.ops if op.kind == "GATHER" and not g.tensor(op.inputs[1]).const}
     assert runtime_gathers and runtime_gathers <= sampling
     assert not {i for i in sampling if kind[i] in ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU")}
-    crops = [i for i in sampling if len(sg.tensors[int(sg.operators[i].outputs[0])].shape) == 4]
+    crops = [i for i in sampling if g.tensor(g.ops[i].outputs[0]).rank == 4]
     assert len([i for i in crops if kind[i] == "STRIDED_SLICE"]) >= 3     # 3 region crops (+ row tables)

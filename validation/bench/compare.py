@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 import modelzoo
+from runtime.tflite import Graph
 
 from .harness import BenchError, find_build, tool_versions
 from .stats import host_description, summarize
@@ -246,14 +247,12 @@ def mediapipe_cuts(cache_dir: Path | None = None) -> dict[str, bytes]:
 def our_backbone_cut(buf: bytes) -> bytes:
     """Our attention mesh TFLite cut like MediaPipe's backbone: input → raw mesh head output and
     face flag (the tensors the crop matrices are computed from)."""
-    model = tp.read_model(buf)
-    sg = model.subgraphs[0]
-    kinds = tp.op_kinds(model)
-    mesh = [int(op.outputs[0]) for op in sg.operators if kinds[op.opcodeIndex] == "CONV_2D"
-            and int(np.prod(sg.tensors[int(op.outputs[0])].shape)) == 1404]
+    g = Graph.from_bytes(buf)
+    mesh = [op.outputs[0] for op in g.ops
+            if op.kind == "CONV_2D" and int(np.prod(g.tensor(op.outputs[0]).shape)) == 1404]
     if len(mesh) != 1:
         raise BenchError(f"cannot find the mesh head (a CONV_2D with 1404 outputs) in the model: {len(mesh)} found")
-    return tp.cut_model(buf, [int(sg.inputs[0])], [mesh[0], "face_flag"])
+    return tp.cut_model(buf, [g.inputs[0]], [mesh[0], "face_flag"])
 
 
 @dataclass
@@ -354,13 +353,10 @@ class LoweringCost:
         return "\n".join(lines)
 
 
-def _closure(sg, start: set[int], forward: bool, stop: Callable[[int], bool] = lambda i: False,
+def _closure(g: Graph, start: set[int], forward: bool, stop: Callable[[int], bool] = lambda i: False,
              expand: Callable[[int], bool] = lambda i: True) -> set[int]:
-    producer = {int(t): i for i, op in enumerate(sg.operators) for t in op.outputs}
-    consumers: dict[int, list[int]] = {}
-    for i, op in enumerate(sg.operators):
-        for t in op.inputs:
-            consumers.setdefault(int(t), []).append(i)
+    producer = {t: op.index for t, ops in g.producers().items() for op in ops}
+    consumers = {t: [op.index for op in ops] for t, ops in g.consumers().items()}
     seen, todo = set(), list(start)
     while todo:
         i = todo.pop()
@@ -369,9 +365,9 @@ def _closure(sg, start: set[int], forward: bool, stop: Callable[[int], bool] = l
         seen.add(i)
         if not expand(i):
             continue
-        op = sg.operators[i]
-        nxt = ([c for t in op.outputs for c in consumers.get(int(t), [])] if forward
-               else [producer[int(t)] for t in op.inputs if int(t) in producer])
+        op = g.ops[i]
+        nxt = ([c for t in op.outputs for c in consumers.get(t, [])] if forward
+               else [producer[t] for t in op.inputs if t in producer])
         todo.extend(j for j in nxt if not stop(j))
     return seen
 
@@ -383,36 +379,33 @@ def sampler_groups(buf: bytes) -> dict[str, set[int]]:
     indices (subset/assembly gathers have constant indices); the lowering works on rank ≤ 2
     tensors, so the region ends at the op that makes the rank-4 crop; the matrix stage is what
     feeds the concatenation of the six matrix-entry blocks."""
-    model = tp.read_model(buf)
-    sg = model.subgraphs[0]
-    kinds = tp.op_kinds(model)
-    kind = lambda i: kinds[sg.operators[i].opcodeIndex]  # noqa: E731
-    const = lambda t: tp._is_const(model, sg, t)  # noqa: E731
-    gathers = {i for i, op in enumerate(sg.operators) if kind(i) == "GATHER" and not const(int(op.inputs[1]))}
+    g = Graph.from_bytes(buf)
+    kind = lambda i: g.ops[i].kind  # noqa: E731
+    gathers = {op.index for op in g.ops if op.kind == "GATHER" and not g.tensor(op.inputs[1]).const}
     if not gathers:
         raise BenchError("no runtime-index GATHERs: this model has no lowered sampler")
-    low_rank = lambda i: all(len(sg.tensors[int(t)].shape) < 4 for t in sg.operators[i].outputs)  # noqa: E731
-    mesh_ops = [i for i, op in enumerate(sg.operators) if kind(i) == "CONV_2D"
-                and int(np.prod(sg.tensors[int(op.outputs[0])].shape)) == 1404]
-    backbone = _closure(sg, set(mesh_ops), forward=False)
-    flag = [i for i, op in enumerate(sg.operators) if tp.tensor_name(sg, int(op.outputs[0])) == "face_flag"]
-    backbone |= _closure(sg, set(flag), forward=False)
+    low_rank = lambda i: all(g.tensor(t).rank < 4 for t in g.ops[i].outputs)  # noqa: E731
+    mesh_ops = [op.index for op in g.ops
+                if op.kind == "CONV_2D" and int(np.prod(g.tensor(op.outputs[0]).shape)) == 1404]
+    backbone = _closure(g, set(mesh_ops), forward=False)
+    flag = [op.index for op in g.ops if g.tensor(op.outputs[0]).name == "face_flag"]
+    backbone |= _closure(g, set(flag), forward=False)
     # Past the rank-4 crops only their reshapes/transposes, the split of jointly sampled crops into
     # one per region and an in-bounds mask (MUL) left after the sampler belong to sampling.
     moves = ("RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "SPLIT")
-    down = _closure(sg, gathers, forward=True, expand=lambda i: low_rank(i) or kind(i) in moves)
+    down = _closure(g, gathers, forward=True, expand=lambda i: low_rank(i) or kind(i) in moves)
     crops = {i for i in down if not low_rank(i) and kind(i) in moves + ("MUL",)}
     if not crops:
         raise BenchError("the sampler gathers lead to no rank-4 crop tensor")
-    region = _closure(sg, crops, forward=False) - backbone
+    region = _closure(g, crops, forward=False) - backbone
     # The matrices leave as one concatenation of six equal (1, R) blocks [a00|a01|tx|a10|a11|ty].
     def six_blocks(i: int) -> bool:
-        ins = [tuple(sg.tensors[int(t)].shape) for t in sg.operators[i].inputs]
+        ins = [g.tensor(t).shape for t in g.ops[i].inputs]
         return kind(i) == "CONCATENATION" and len(ins) == 6 and len(set(ins)) == 1 and int(np.prod(ins[0])) <= 16
     mats = {i for i in region if six_blocks(i)}
-    matrix = _closure(sg, mats, forward=False) & region
+    matrix = _closure(g, mats, forward=False) & region
     sampling = region - matrix
-    network = set(range(len(sg.operators))) - region
+    network = set(range(len(g.ops))) - region
     return {"crop matrices (Landmarks2TransformMatrix)": matrix,
             "sampling: grid + lowered GridSample": sampling, "network (backbone, heads, rest)": network}
 
@@ -431,14 +424,13 @@ def lowering_cost(our_tflite: Path, threads: int = 1, runs: int = 30, warmup: in
                      "share": round(prof.share(idx), 4), "share_corrected": round(prof.share(idx, corrected=True), 4),
                      "kinds": {k: n for k, n, _ in prof.by_kind(idx)}}
     # Cross-check: the sampling region as one model between its boundary tensors.
-    model = tp.read_model(buf)
-    sg = model.subgraphs[0]
+    g = Graph.from_bytes(buf)
     sampling = groups["sampling: grid + lowered GridSample"] | groups["crop matrices (Landmarks2TransformMatrix)"]
-    produced = {int(t) for i in sampling for t in sg.operators[i].outputs}
-    ins = sorted({int(t) for i in sampling for t in sg.operators[i].inputs
-                  if int(t) >= 0 and int(t) not in produced and not tp._is_const(model, sg, int(t))})
-    used_outside = {int(t) for i, op in enumerate(sg.operators) if i not in sampling for t in op.inputs}
-    outs = sorted(t for t in produced if t in used_outside or t in {int(o) for o in sg.outputs})
+    produced = {t for i in sampling for t in g.ops[i].outputs}
+    ins = sorted({t for i in sampling for t in g.ops[i].inputs
+                  if t >= 0 and t not in produced and not g.tensor(t).const})
+    used_outside = {t for op in g.ops if op.index not in sampling for t in op.inputs}
+    outs = sorted(t for t in produced if t in used_outside or t in g.outputs)
     cut = tp.cut_model(buf, ins, outs)
     values = tp.all_tensors(buf, [x])
     cut_ms = float(np.median(tp.time_interpreter(tp.interpreter(cut, threads), [values[t] for t in ins],
