@@ -9,8 +9,9 @@ from .errors import (CorruptIndexError, IntegrityError, InvalidNameError, NotFou
                      PublishInProgressError, ReadOnlyStoreError, SelfTestError, SignatureError, StoreError,
                      VersionExistsError, VersionSpecError)
 from .signing import canonical_json, keygen
-from .store import (FsckReport, PublishResult, PullResult, Store, VerifyResult, default_store_url,
-                    release_publish, verify_dir)
+from .pulled import verify_dir
+from .results import FsckReport, PublishResult, PullResult, VerifyResult
+from .store import Store, default_store_url, release_publish
 from .versions import Version, parse_ref, resolve
 
 __all__ = [

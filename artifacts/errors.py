@@ -2,7 +2,7 @@
 `modelzoo.errors.IntegrityError` (re-exported here)."""
 from __future__ import annotations
 
-from modelzoo.errors import IntegrityError, MeshportError
+from runtime.errors import IntegrityError, MeshportError
 
 __all__ = ["IntegrityError", "StoreError", "InvalidNameError", "VersionSpecError", "NotFoundError",
            "VersionExistsError", "PublishInProgressError", "ReadOnlyStoreError", "CorruptIndexError",

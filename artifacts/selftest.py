@@ -13,43 +13,40 @@ import numpy as np
 
 from modelzoo.tolerances import Bounds, ToleranceError, evaluate, resolve
 
+from runtime.record import ArtifactRecord
+
 from .errors import PublishError, SelfTestError
 
 
 
+# The runner each format's self-test runs on here (any OS): the same file works on device.
+HOST_RUNNERS = {"onnx": "onnxruntime", "tflite": "tflite", "coreml": "mil"}
+
+
 def run_artifact(path: Path, fmt: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run one artifact on the host: ONNX Runtime, LiteRT (TFLite) or the NumPy MIL evaluator (Core ML)."""
-    if fmt == "onnx":
-        import onnxruntime as ort
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, feed)))
-    if fmt == "tflite":
-        from converters.onnx_tflite import run_tflite
-        return run_tflite(Path(path), feed)
-    if fmt == "coreml":
-        from converters.mil_eval import MILProgram
-        return MILProgram(path).run(feed)
-    raise SelfTestError(f"no host runner for format {fmt!r}; known: onnx, tflite, coreml")
+    """Run one artifact on the host, feeds and outputs in the artifact's own layout."""
+    from runtime.runners import get_runner
+    if fmt not in HOST_RUNNERS:
+        raise SelfTestError(f"no host runner for format {fmt!r}; known: {', '.join(HOST_RUNNERS)}")
+    with get_runner(HOST_RUNNERS[fmt])(None, Path(path)) as runner:
+        return runner.run_native(feed)
 
 
-def golden_input(entry: dict[str, Any]) -> dict[str, np.ndarray]:
+def golden_input(entry: ArtifactRecord) -> dict[str, np.ndarray]:
     """The real sample face in the artifact's declared layout and dtype."""
     from modelzoo.data import sample_face
 
-    inputs = entry.get("inputs") or []
-    if len(inputs) != 1:
-        raise PublishError(f"{entry.get('path')}: self-test supports one image input, the build record lists "
-                           f"{len(inputs)}")
-    (inp,) = inputs
-    shape, layout = list(inp["shape"]), inp.get("layout")
-    if layout not in ("NCHW", "NHWC") or len(shape) != 4:
-        raise PublishError(f"{entry.get('path')}: input {inp['name']!r} has no image layout (layout={layout!r})")
-    size = int(shape[2] if layout == "NCHW" else shape[1])
+    if len(entry.inputs) != 1:
+        raise PublishError(f"{entry.path}: self-test supports one image input, the build record lists "
+                           f"{len(entry.inputs)}")
+    (inp,) = entry.inputs
+    if inp.layout not in ("NCHW", "NHWC") or len(inp.shape) != 4:
+        raise PublishError(f"{entry.path}: input {inp.name!r} has no image layout (layout={inp.layout!r})")
+    size = int(inp.shape[2] if inp.layout == "NCHW" else inp.shape[1])
     x = sample_face(size)
-    if layout == "NHWC":
+    if inp.layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    return {inp["name"]: x.astype(inp.get("dtype") or "float32")}
+    return {inp.name: x.astype(inp.dtype)}
 
 
 def _iod(spec: Any, outputs: dict[str, np.ndarray]) -> float | None:
@@ -74,17 +71,17 @@ def tolerance_rules(spec: Any, fmt: str, precision: str, outputs: dict[str, np.n
     return rules
 
 
-def make_bundle(artifact: Path, entry: dict[str, Any], spec: Any) -> tuple[bytes, dict[str, Any]]:
+def make_bundle(artifact: Path, entry: ArtifactRecord, spec: Any) -> tuple[bytes, dict[str, Any]]:
     """Run `artifact` on the sample face; returns the `.npz` bytes and its metadata."""
     feed = golden_input(entry)
-    outputs = {k: np.asarray(v) for k, v in run_artifact(artifact, entry["format"], feed).items()}
-    meta = {"artifact": entry["path"], "format": entry["format"], "precision": entry["precision"],
-            "artifact_sha256": entry["sha256"], "input": "modelzoo.data.sample_face",
-            "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype),
-                           "layout": next(i.get("layout") for i in entry["inputs"] if i["name"] == k)}
+    outputs = {k: np.asarray(v) for k, v in run_artifact(artifact, entry.format, feed).items()}
+    layouts = {i.name: i.layout for i in entry.inputs}
+    meta = {"artifact": entry.path, "format": entry.format, "precision": entry.precision,
+            "artifact_sha256": entry.sha256, "input": "modelzoo.data.sample_face",
+            "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "layout": layouts[k]}
                        for k, v in feed.items()},
             "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()},
-            "tolerances": tolerance_rules(spec, entry["format"], entry["precision"], outputs)}
+            "tolerances": tolerance_rules(spec, entry.format, entry.precision, outputs)}
     buf = io.BytesIO()
     arrays = {f"in__{k}": v for k, v in feed.items()} | {f"out__{k}": v for k, v in outputs.items()}
     np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)

@@ -12,6 +12,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from runtime.errors import MissingFileError
+
 from .errors import StoreError
 
 TYPES = {".json": "application/json", ".md": "text/markdown; charset=utf-8", ".onnx": "application/octet-stream",
@@ -121,7 +123,7 @@ def make_server(store_dir: Path | str, host: str = "127.0.0.1", port: int = 0, q
         raise StoreError(f"serve needs a local store directory, not {text}")
     root = Path(text.removeprefix("file://")).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"store directory {root} does not exist")
+        raise MissingFileError(f"store directory {root} does not exist")
     handler = type("Handler", (StoreRequestHandler,), {"root": root.absolute(), "quiet": quiet})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

@@ -19,21 +19,20 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from converters.base import sha256_path
-from modelzoo.errors import IntegrityError, MeshportError
+from runtime.files import sha256_path
+from runtime.errors import IntegrityError, MeshportError, MissingFileError
 
-from . import card as _card
 from . import signing
 from .backends import Backend, _is_transport_error, open_backend
-from .errors import (CorruptIndexError, NotFoundError, PublishError, PublishInProgressError,
+from .errors import (CorruptIndexError, NotFoundError, PublishInProgressError,
                      StoreError, VersionExistsError)
-from .manifest import (CARD, MANIFEST, SCHEMA, dumps, finite, git_commit, io_contract, license_block, now_utc,
-                       parity_failures, summarise_latency, summarise_parity)
-from .selftest import SelfTestResult, make_bundle, run_bundle
+from .manifest import CARD, MANIFEST, dumps, now_utc
+from .publish import finish_manifest, prepare_version
+from .pulled import verify_dir
+from .results import FsckReport, PublishResult, PullResult, VerifyResult
 from .versions import (LATEST, Version, check_alias, check_model_name, check_relpath, latest_of, parse_ref,
                        resolve)
 
@@ -70,197 +69,6 @@ def parse_index(raw: bytes, where: str) -> dict[str, Any]:
             if v not in m["versions"]:
                 raise bad(f"alias {name}@{a} points to unknown version {v}")
     return idx
-
-
-# -- results ---------------------------------------------------------------------------------------
-@dataclass
-class PublishResult:
-    model: str
-    version: str
-    url: str
-    manifest_sha256: str
-    signed_by: str | None
-    files: list[str]
-    aliases: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class PullResult:
-    model: str
-    version: str
-    out_dir: Path
-    artifacts: list[dict[str, Any]]
-    signature: str | None        # verified key id, None when no public key was given
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "out_dir": str(self.out_dir),
-                "signature_verified_key_id": self.signature,
-                "artifacts": [{k: a[k] for k in ("path", "format", "precision", "sha256", "bytes")}
-                              for a in self.artifacts]}
-
-
-@dataclass
-class VerifyResult:
-    model: str
-    version: str
-    results: list[SelfTestResult]
-    signature: str | None
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "passed": self.passed,
-                "signature_verified_key_id": self.signature, "artifacts": [r.to_json() for r in self.results]}
-
-
-@dataclass
-class FsckReport:
-    url: str
-    problems: list[str] = field(default_factory=list)
-    versions_checked: int = 0
-    files_checked: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {"store": self.url, "ok": self.ok, "problems": self.problems,
-                "versions_checked": self.versions_checked, "files_checked": self.files_checked}
-
-
-# -- preparing a version from a build dir ----------------------------------------------------------
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise PublishError(f"{what} {path} is not valid JSON: {exc}") from None
-
-
-def prepare_version(model: str, build_dir: Path | str, version: str, *, formats: Iterable[str] | None = None,
-                    precisions: Iterable[str] | None = None, aliases: Iterable[str] = (),
-                    allow_failed_parity: bool = False, require_parity: bool = False,
-                    progress: Progress = None) -> tuple[dict[str, Any], list[tuple[str, Path | bytes]]]:
-    """The unsigned manifest and the (store path, local file or bytes) list of one version."""
-    import modelzoo
-
-    say = progress or (lambda m: None)
-    spec = modelzoo.get_spec(model)
-    root = Path(build_dir) / model
-    record = _read_json(root / "build.json", "build record")
-    if record is None:
-        raise PublishError(f"no build record at {root / 'build.json'}; run `meshport build {model} --out {build_dir}`")
-    if not isinstance(record, dict) or record.get("model") != model or not isinstance(record.get("artifacts"), list):
-        raise PublishError(f"{root / 'build.json'} is not a build record of {model}")
-    if record.get("spec_sha256") != spec.sha256():
-        raise PublishError(f"{root / 'build.json'} was built from another spec of {model} (spec sha256 "
-                           f"{str(record.get('spec_sha256'))[:12]} ≠ {spec.sha256()[:12]}); rebuild before publishing")
-    fs, ps = (set(formats) if formats else None), (set(precisions) if precisions else None)
-    entries = [e for e in record["artifacts"] if (fs is None or e.get("format") in fs)
-               and (ps is None or e.get("precision") in ps)]
-    if not entries:
-        have = ", ".join(f"{e.get('format')}/{e.get('precision')}" for e in record["artifacts"]) or "none"
-        raise PublishError(f"no artifact of {root / 'build.json'} matches formats={sorted(fs or [])} "
-                           f"precisions={sorted(ps or [])}; the build has: {have}")
-    parity = _read_json(root / "parity.json", "parity report")
-    latency = _read_json(root / "latency.json", "latency report")
-    if parity is None and require_parity:
-        raise PublishError(f"no parity report at {root / 'parity.json'}; run `meshport validate {model} --build {build_dir}`")
-    if isinstance(parity, dict) and parity.get("spec_sha256") not in (None, spec.sha256()):
-        raise PublishError(f"{root / 'parity.json'} was produced for another spec of {model}; re-run validate")
-    failures = parity_failures(parity)
-    if failures and not allow_failed_parity:
-        raise PublishError(f"parity failed for {len(failures)} edge(s) of {model}, e.g. {failures[0]}; "
-                           "fix the build or publish with --allow-failed-parity")
-
-    files: list[tuple[str, Path | bytes]] = []
-    file_rows: list[dict[str, Any]] = []
-    art_rows: list[dict[str, Any]] = []
-    for e in entries:
-        rel = check_relpath(e["path"])
-        local = root / rel
-        if not local.exists():
-            raise PublishError(f"{local} is listed in build.json but missing; rebuild")
-        say(f"hash {rel}")
-        digest = sha256_path(local)
-        if digest != e.get("sha256"):
-            raise IntegrityError(f"{local} changed since it was built (sha256 {digest[:12]} ≠ build.json "
-                                 f"{str(e.get('sha256'))[:12]}); rebuild before publishing")
-        kind = "directory" if local.is_dir() else "file"
-        members: list[str] = []
-        if kind == "file":
-            files.append((rel, local))
-            file_rows.append({"path": rel, "role": "artifact", "artifact": rel, "format": e["format"],
-                              "precision": e["precision"], "sha256": digest, "bytes": local.stat().st_size})
-        else:
-            for p in sorted(q for q in local.rglob("*") if q.is_file()):
-                member = check_relpath(f"{rel}/{p.relative_to(local).as_posix()}")
-                members.append(member)
-                files.append((member, p))
-                file_rows.append({"path": member, "role": "artifact-member", "artifact": rel, "format": e["format"],
-                                  "precision": e["precision"], "sha256": sha256_path(p), "bytes": p.stat().st_size})
-        say(f"self-test {rel}")
-        bundle, meta = make_bundle(local, e, spec)
-        st_rel = f"selftest/{rel}.npz"
-        files.append((st_rel, bundle))
-        st_row = {"path": st_rel, "role": "selftest", "artifact": rel, "format": e["format"],
-                  "precision": e["precision"], "sha256": hashlib.sha256(bundle).hexdigest(), "bytes": len(bundle)}
-        file_rows.append(st_row)
-        art_rows.append(finite({
-            "path": rel, "kind": kind, "format": e["format"], "precision": e["precision"], "sha256": digest,
-            "bytes": sum(r["bytes"] for r in file_rows if r["artifact"] == rel and r["role"] != "selftest"),
-            "members": members, "inputs": e.get("inputs", []), "outputs": e.get("outputs", []),
-            "build": {k: e.get(k) for k in ("step", "options", "cache_key") if k in e},
-            "quick_parity": e.get("quick_parity"), "gpu_check": e.get("gpu_check"),
-            "selftest": {"path": st_rel, "sha256": st_row["sha256"], "input": meta["input"],
-                         "tolerances": meta["tolerances"]}}))
-    for name, doc in (("parity.json", parity), ("latency.json", latency)):
-        if doc is not None:
-            data = (root / name).read_bytes()
-            files.append((f"evidence/{name}", data))
-            file_rows.append({"path": f"evidence/{name}", "role": "evidence", "artifact": None, "format": None,
-                              "precision": None, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-    manifest: dict[str, Any] = {
-        "schema": SCHEMA, "model": model, "version": version, "created": now_utc(),
-        "description": spec.description,
-        "source": {"model": model, "spec_sha256": record["spec_sha256"], **git_commit()},
-        "tool_versions": record.get("tool_versions", {}),
-        "io_contract": finite(io_contract(spec)),
-        "artifacts": art_rows,
-        "evidence": {"parity": summarise_parity(parity), "latency": summarise_latency(latency),
-                     "parity_file": "evidence/parity.json" if parity is not None else None,
-                     "latency_file": "evidence/latency.json" if latency is not None else None},
-        "license": license_block(spec),
-        "aliases": sorted(aliases),
-        "model_card": CARD,
-        "signed_by": None,
-    }
-    manifest["files"] = file_rows
-    return manifest, files
-
-
-def _finish_manifest(manifest: dict[str, Any], files: list[tuple[str, Path | bytes]],
-                     key: Path | str | None) -> bytes:
-    """Add the model card, then sign; returns the manifest bytes."""
-    if key:
-        manifest["signed_by"] = signing.private_key_id(key)
-    text = _card.render(manifest).encode("utf-8")
-    files.append((CARD, text))
-    manifest["files"] = manifest["files"] + [{"path": CARD, "role": "model-card", "artifact": None, "format": None,
-                                              "precision": None, "sha256": hashlib.sha256(text).hexdigest(),
-                                              "bytes": len(text)}]
-    if key:
-        manifest = signing.sign(manifest, key)
-    else:
-        manifest["signature"] = None
-    return dumps(manifest)
 
 
 # -- the store -------------------------------------------------------------------------------------
@@ -345,13 +153,13 @@ class Store:
             raise StoreError("'latest' is maintained by the store (the highest release); choose another alias")
         self.backend._writable()
         if key is not None and not Path(key).is_file():
-            raise FileNotFoundError(f"signing key {key} does not exist (create one with `meshport keygen`)")
+            raise MissingFileError(f"signing key {key} does not exist (create one with `meshport keygen`)")
         index = self.read_index()                          # a corrupt index stops us before anything is written
         self._refuse_existing(model, v, index)
         manifest, files = prepare_version(model, build_dir, v, formats=formats, precisions=precisions,
                                           aliases=aliases, allow_failed_parity=allow_failed_parity,
                                           require_parity=require_parity, progress=say)
-        raw = _finish_manifest(manifest, files, key)
+        raw = finish_manifest(manifest, files, key)
         manifest = json.loads(raw)
         base = f"{model}/{v}"
         claim = dumps({"model": model, "version": v, "created": now_utc(), "created_unix": time.time(),
@@ -639,34 +447,6 @@ class Store:
         return {"store": self.url, "versions": sorted(f"{mo}@{v}" for mo, v in complete),
                 "removed_incomplete": removed, "index_was_corrupt": old is None and self.backend.exists(INDEX),
                 "problems": report.problems}
-
-
-def verify_dir(path: Path | str, public_key: Path | str | None = None, progress: Progress = None) -> VerifyResult:
-    """Self-test the artifacts of a pulled directory (manifest.json + artifacts + selftest/)."""
-    say = progress or (lambda m: None)
-    root = Path(path)
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{root / MANIFEST} not found; pull a version first") from None
-    except ValueError as exc:
-        raise IntegrityError(f"{root / MANIFEST} is not JSON: {exc}") from None
-    kid = signing.verify(manifest, public_key) if public_key is not None else None
-    results = []
-    for a in manifest["artifacts"]:
-        local = root / check_relpath(a["path"])
-        if not local.exists():
-            continue
-        if sha256_path(local) != a["sha256"]:
-            raise IntegrityError(f"{local}: sha256 ≠ manifest (modified after pull)")
-        bundle = root / check_relpath(a["selftest"]["path"])
-        if not bundle.is_file() or sha256_path(bundle) != a["selftest"]["sha256"]:
-            raise IntegrityError(f"{bundle}: self-test bundle missing or ≠ manifest")
-        say(f"self-test {a['path']}")
-        results.append(run_bundle(local, bundle))
-    if not results:
-        raise NotFoundError(f"{root} holds none of the artifacts its manifest lists")
-    return VerifyResult(manifest["model"], manifest["version"], results, kid)
 
 
 def release_publish(model: str, build_dir: Path | str, version: str, store: str | Path | None = None, *,

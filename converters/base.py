@@ -4,17 +4,14 @@ Steps never mutate their inputs, never write outside their output path, and writ
 (temp file in the destination directory, then rename)."""
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.metadata
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from modelzoo.errors import MeshportError, RegistryError
+from runtime.errors import MeshportError, RegistryError
+from runtime.registry import Registry
+from runtime.files import sha256_path, size_path
 
 
 class ConversionError(MeshportError):
@@ -77,64 +74,67 @@ class Artifact:
                 **self.record}
 
 
-StepFn = Callable[..., Artifact]
-_STEPS: dict[str, StepFn] = {}
+Target = tuple[str, str]          # (format, precision)
 
 
-def register_step(name: str) -> Callable[[StepFn], StepFn]:
-    def wrap(fn: StepFn) -> StepFn:
-        if name in _STEPS:
-            raise RegistryError(f"conversion step {name!r} is already registered")
-        _STEPS[name] = fn
-        return fn
-    return wrap
+@dataclass(frozen=True)
+class StepInputs:
+    """What a step may read: the PyTorch model, its spec and the artifacts it declared it needs
+    (target → path, made by earlier steps)."""
+
+    model: Any
+    spec: Any
+    artifacts: dict[Target, Path] = field(default_factory=dict)
 
 
-def get_step(name: str) -> StepFn:
-    if name not in _STEPS:
-        raise RegistryError(f"unknown conversion step {name!r}; known: {', '.join(sorted(_STEPS))}")
-    return _STEPS[name]
+@dataclass(frozen=True)
+class Step:
+    """A conversion step: one signature for all, `run(inputs, outputs, options) → [Artifact]` with
+    `outputs` the target → path of what to make this time (a subset of `makes`). It declares the
+    targets it makes (with their file suffix), the artifacts it needs and the options it takes;
+    the build's plan is derived from these declarations, so a new format is one registered step."""
+
+    name: str
+    makes: dict[Target, str]
+    run: Callable[[StepInputs, dict[Target, Path], dict[str, Any]], list[Artifact]]
+    needs: tuple[Target, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def __call__(self, inputs: StepInputs, outputs: dict[Target, Path], options: dict[str, Any] | None = None
+                 ) -> list[Artifact]:
+        unknown = set(outputs) - set(self.makes)
+        if unknown:
+            raise ConversionError(self.name, f"does not make {sorted(unknown)}; it makes {sorted(self.makes)}")
+        missing = [t for t in self.needs if t not in inputs.artifacts]
+        if missing:
+            raise ConversionError(self.name, f"needs {', '.join(f'{f}/{p}' for f, p in missing)} first")
+        bad = set(options or {}) - set(self.options)
+        if bad:
+            raise ConversionError(self.name, f"takes no option {', '.join(sorted(bad))} "
+                                             f"(options: {', '.join(self.options) or 'none'})")
+        arts = {(a.format, a.precision): a for a in self.run(inputs, outputs, dict(options or {}))}
+        if set(arts) != set(outputs):
+            raise ConversionError(self.name, f"made {sorted(arts)}, asked for {sorted(outputs)}")
+        return [arts[t] for t in outputs]
 
 
-def list_steps() -> list[str]:
-    return sorted(_STEPS)
+_STEPS: Registry[Step] = Registry("conversion step")
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    tmp = tmp_dir / path.name
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"step produced no {path.name}")
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+def register_step(step: Step) -> Step:
+    taken = {t: s.name for s in _STEPS.values() for t in s.makes}
+    clash = sorted(t for t in step.makes if t in taken)
+    if clash:
+        raise RegistryError(f"step {step.name!r} would make {clash}, already made by {taken[clash[0]]!r}")
+    return _STEPS.add(step.name, step)
 
 
-def sha256_path(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (relative names and contents, sorted)."""
-    h = hashlib.sha256()
-    if path.is_dir():
-        for p in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(str(p.relative_to(path)).encode() + b"\0")
-            h.update(bytes.fromhex(sha256_path(p)))
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def get_step(name: str) -> Step:
+    return _STEPS.get_known(name)
 
 
-def size_path(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+def list_steps() -> list[Step]:
+    return [_STEPS[k] for k in sorted(_STEPS)]
 
 
 TOOLS = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "coremltools", "numpy")

@@ -15,14 +15,15 @@ import torch
 from modelzoo.spec import ModelSpec
 
 from . import gate
-from .base import Artifact, ConversionError, atomic_output, io_specs, register_step, static_shape
-from .mil_eval import MILProgram
+from runtime.files import atomic_path
+
+from .base import Artifact, ConversionError, Step, io_specs, register_step, static_shape
+from runtime.mil import MILProgram
 
 STEP = "torch->coreml"
 PRECISIONS = ("fp32", "fp16")
 
 
-@register_step(STEP)
 def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str, Path]) -> list[Artifact]:
     import coremltools as ct
 
@@ -58,7 +59,7 @@ def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str
             except Exception as exc:
                 raise ConversionError(STEP, f"coremltools conversion failed: {type(exc).__name__}: {exc}") from exc
         _describe(mlmodel, spec)
-        with atomic_output(out_path) as tmp:
+        with atomic_path(out_path) as tmp:
             mlmodel.save(str(tmp))
             _deterministic_manifest(tmp)
             program = MILProgram(tmp)
@@ -130,3 +131,8 @@ def _installed() -> bool:
         return True
     except importlib.metadata.PackageNotFoundError:
         return False
+
+
+register_step(Step(STEP, makes={("coreml", p): f"-{p}.mlpackage" for p in PRECISIONS},
+                   run=lambda inputs, outs, opts: torch_to_coreml(inputs.model, inputs.spec,
+                                                                  {p: path for (_, p), path in outs.items()})))

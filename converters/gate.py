@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from modelzoo.data import sample_face
-from modelzoo.metrics import inter_ocular_distance
 from modelzoo.spec import ModelSpec
 from modelzoo.tolerances import ToleranceError, evaluate, resolve
 
@@ -51,7 +50,8 @@ def check(step: str, spec: ModelSpec, fmt: str, precision: str,
 def _compare(step: str, spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray],
              got: dict[str, np.ndarray], face: bool, compute: str | None = None) -> tuple[dict, list[str]]:
     rows, failures = {}, []
-    iod = inter_ocular_distance(ref["landmarks"][0]) if face and "landmarks" in ref else None
+    lm = spec.landmarks
+    iod = lm.inter_ocular_distance(ref[lm.output][0]) if face and lm is not None and lm.output in ref else None
     for out in spec.outputs:
         if out.name not in got:
             raise ConversionError(step, f"artifact has no output {out.name!r}")

@@ -23,7 +23,10 @@ from modelzoo.data import face_calibration_set
 from modelzoo.spec import ModelSpec
 
 from . import gate
-from .base import Artifact, ConversionError, atomic_output, io_specs, register_step
+from runtime.runners import RunnerError, get_runner
+from runtime.files import atomic_path
+
+from .base import Artifact, ConversionError, Step, io_specs, register_step
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample, sum_residual_adds
 from .tflite_passes import op_histogram, pipeline, rename_io
@@ -37,37 +40,27 @@ ONNX2TF_CALIBRATION = "calibration_image_sample_data_20x128x128x3_float32.npy"
 VARIANTS = {"fp32": ("float32",), "fp16": ("float16",), "int8": ("integer_quant", "dynamic_range_quant")}
 
 
-def run_tflite(model: bytes | Path, feed: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
-    """Run a TFLite model (NHWC inputs) with ai_edge_litert; outputs by tensor name."""
-    from ai_edge_litert.interpreter import Interpreter
-    kw = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    it = Interpreter(num_threads=threads, **kw)
-    it.allocate_tensors()
-    details = it.get_input_details()
-    for d in details:
-        if d["name"] in feed:
-            it.set_tensor(d["index"], feed[d["name"]])
-        elif len(details) == 1 and len(feed) == 1:  # converters may decorate a lone input's name
-            it.set_tensor(d["index"], next(iter(feed.values())))
-        else:
-            raise KeyError(f"no feed for input {d['name']!r}; feeds: {sorted(feed)}")
-    it.invoke()
-    return {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
+def run_native(model: bytes | Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a one-input TFLite model (on XNNPACK) on an NHWC feed, whatever its input is named (onnx2tf
+    decorates names until `rename_io` sets the spec's); outputs by tensor name."""
+    with get_runner("tflite")(None, model) as runner:
+        return runner.run_native({runner.input_names[0]: x})
 
 
 def nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
-def _onnx2tf(onnx_path: Path, workdir: Path, spec: ModelSpec, quantize: bool) -> Path:
-    (inp,) = spec.inputs
-    size = int(inp.shape[-1])
+def run_onnx2tf(onnx_path: Path, workdir: Path, input_name: str, size: int, quantize: bool = False) -> Path:
+    """onnx2tf on `workdir/<onnx file>` with the offline recipe (calibration files in place, the
+    venv's `bin` on PATH); int8 calibrated on `size`-px face crops fed to `input_name`. Returns
+    onnx2tf's output directory (`<stem>_float32.tflite`, `_float16`, …)."""
     np.save(workdir / ONNX2TF_CALIBRATION, face_calibration_set(128, 20))
     args = ["-i", onnx_path.name, "-o", "tf", "-n"]
     if quantize:
         np.save(workdir / "calibration.npy", face_calibration_set(size, 20))
         zeros, ones = "[[[[0.0,0.0,0.0]]]]", "[[[[1.0,1.0,1.0]]]]"  # inputs are already in [0,1]
-        args += ["-oiqt", "-qt", "per-channel", "-cind", inp.name, "calibration.npy", zeros, ones]
+        args += ["-oiqt", "-qt", "per-channel", "-cind", input_name, "calibration.npy", zeros, ones]
     bindir = os.path.dirname(sys.executable)
     exe = shutil.which("onnx2tf", path=bindir) or shutil.which("onnx2tf")
     if exe is None:
@@ -80,7 +73,6 @@ def _onnx2tf(onnx_path: Path, workdir: Path, spec: ModelSpec, quantize: bool) ->
     return workdir / "tf"
 
 
-@register_step(STEP)
 def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str, Path],
                    *, require_gpu: bool = True) -> list[Artifact]:
     """Convert one ONNX file into the TFLite precisions named in `out_paths` ({"fp32": path, …})."""
@@ -106,7 +98,8 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
         lowered, n_sums = sum_residual_adds(lower_gridsample(simplified))
         lowered_path = work / f"{spec.id}.onnx"
         onnx.save(lowered, str(lowered_path))
-        produced = _onnx2tf(lowered_path, work, spec, quantize="int8" in out_paths)
+        produced = run_onnx2tf(lowered_path, work, spec.inputs[0].name, int(spec.inputs[0].shape[-1]),
+                               quantize="int8" in out_paths)
         prepass = {"gridsample_lowered": True, "residual_adds_as_sum": n_sums}
         artifacts = []
         for precision, out_path in out_paths.items():
@@ -138,21 +131,19 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
         raise ConversionError(STEP, f"onnx2tf produced no {path.name}")
     raw = path.read_bytes()
     probe = nhwc(gate.seeded_input(spec, seed=1))
-    before = run_tflite(raw, {in_name: probe})
+    before = run_native(raw, probe)
     counts, passed = {}, raw
     for tflite_pass in pipeline():      # tflite_passes' registered passes, in order
         passed, counts[tflite_pass.record_key] = tflite_pass(passed)
-        after = run_tflite(passed, {in_name: probe})
+        after = run_native(passed, probe)
         if any(not np.allclose(before[k], after[k], rtol=1e-6, atol=1e-6) for k in before):
             raise ConversionError(STEP, f"{tflite_pass.label} changed the outputs")
     final = rename_io(passed, [in_name], [o.name for o in spec.outputs])
-    with atomic_output(out_path) as tmp_out:
+    with atomic_path(out_path) as tmp_out:
         tmp_out.write_bytes(final)
         gpu = _gpu_report(tmp_out, require_gpu)
-        gots = {}
-        for feed, x in feeds.items():
-            got = run_tflite(tmp_out, {in_name: nhwc(x)})
-            gots[feed] = {k: v.reshape(refs[feed][k].shape) for k, v in got.items()}
+        with get_runner("tflite")(spec, tmp_out, input_layout="NHWC") as runner:
+            gots = {feed: runner.infer({in_name: x}) for feed, x in feeds.items()}
         parity = gate.check(STEP, spec, "tflite", precision, refs, gots)
         gpu["dynamic"] = _gpu_gate(tmp_out, spec, precision, feeds, refs, require_gpu)
         gpu["checks"] = ["static"] + (["dynamic"] if gpu["dynamic"]["ran"] else [])
@@ -169,22 +160,19 @@ def _gpu_gate(path: Path, spec: ModelSpec, precision: str, feeds: dict, refs: di
     """The dynamic GPU check, where LiteRT's GPU accelerator works here: the artifact compiled on
     the GPU alone and the quick gate run on it in both arithmetics (enforce_f32 against the
     artifact's tolerance, the default fp16 against the fp16-compute one)."""
-    from .litert_gpu import GpuCompileError, GpuModel, availability
+    from runtime.litert_gpu import availability
     device, why = availability()
     if device is None:
         return {"ran": False, "reason": why}
     record: dict = {"ran": True, "device": device.to_json()}
     in_name = spec.inputs[0].name
     try:
-        for mode, compute in (("enforce_f32", None), ("fp16", "fp16")):
-            model = GpuModel(path, enforce_f32=compute is None)
-            try:
-                gots = {feed: {k: v.reshape(refs[feed][k].shape) for k, v in model.run({in_name: nhwc(x)}).items()}
-                        for feed, x in feeds.items()}
-            finally:
-                model.close()
-            record[mode] = gate.check(f"{STEP} (GPU accelerator)", spec, "tflite", precision, refs, gots, compute)
-    except (GpuCompileError, ConversionError) as exc:
+        for mode, runner_name in (("enforce_f32", "tflite-gpu-f32"), ("fp16", "tflite-gpu")):
+            cls = get_runner(runner_name)
+            with cls(spec, path, input_layout="NHWC") as runner:
+                gots = {feed: runner.infer({in_name: x}) for feed, x in feeds.items()}
+            record[mode] = gate.check(f"{STEP} (GPU accelerator)", spec, "tflite", precision, refs, gots, cls.compute)
+    except (RunnerError, ConversionError) as exc:
         if require:
             raise ConversionError(STEP, f"GPU check on {device.describe()}: {exc}") from exc
         record["error"] = str(exc)
@@ -195,3 +183,10 @@ def _gpu_gate(path: Path, spec: ModelSpec, precision: str, feeds: dict, refs: di
 def _gpu_report(path: Path, require: bool) -> dict:
     """The static GPU-delegate check; raises GpuCompatibilityError unless opted out."""
     return require_gpu_compatible(path, allow=not require).to_json()
+
+
+register_step(Step(STEP, makes={("tflite", p): f"-{p}.tflite" for p in VARIANTS}, needs=(("onnx", "fp32"),),
+                   options=("require_gpu",),
+                   run=lambda inputs, outs, opts: onnx_to_tflite(inputs.artifacts[("onnx", "fp32")], inputs.model,
+                                                                 inputs.spec, {p: path for (_, p), path in outs.items()},
+                                                                 **opts)))

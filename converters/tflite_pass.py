@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
-from runtime.errors import RegistryError
+from runtime.registry import Registry
 from runtime.tflite import Graph, TFLiteFormatError
 
 from .base import ConversionError
@@ -84,20 +84,15 @@ class Pass:
         return g.to_bytes(), n
 
 
-PASSES: dict[str, type[Pass]] = {}
+PASSES: Registry[type[Pass]] = Registry("TFLite pass")
 
 
 def register_pass(cls: type[Pass]) -> type[Pass]:
-    if cls.name in PASSES:
-        raise RegistryError(f"TFLite pass {cls.name!r} is already registered")
-    PASSES[cls.name] = cls
-    return cls
+    return PASSES.add(cls.name, cls)
 
 
 def get_pass(name: str, *args, **kwargs) -> Pass:
-    if name not in PASSES:
-        raise RegistryError(f"no TFLite pass {name!r}; known: {', '.join(sorted(PASSES))}")
-    return PASSES[name](*args, **kwargs)
+    return PASSES.get_known(name)(*args, **kwargs)
 
 
 def pipeline() -> list[Pass]:

@@ -6,13 +6,15 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from modelzoo.spec import ModelSpec
 
 from . import gate
-from .base import Artifact, ConversionError, atomic_output, io_specs, register_step
+from runtime.runners import get_runner
+from runtime.files import atomic_path
+
+from .base import Artifact, ConversionError, Step, io_specs, register_step
 
 STEP = "torch->onnx"
 
@@ -29,11 +31,9 @@ class _SpecOrder(torch.nn.Module):
         return tuple(out[n] for n in self.names)
 
 
-@register_step(STEP)
 def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, *, opset: int | None = None,
                   simplify: bool = False) -> Artifact:
     import onnx
-    import onnxruntime as ort
 
     opset = opset or spec.min_onnx_opset or 17
     if spec.min_onnx_opset and opset < spec.min_onnx_opset:
@@ -51,7 +51,7 @@ def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, *, op
         raise ConversionError(STEP, f"model outputs {sorted(ref)} disagree with its spec (missing {missing}, "
                                     f"undeclared {extra})")
     t0 = time.perf_counter()
-    with atomic_output(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -77,8 +77,8 @@ def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, *, op
             raise ConversionError(STEP, f"I/O names {got_names} do not follow the spec {names}")
         proto.producer_name = "meshport"
         onnx.save(proto, str(tmp))
-        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        gots = {k: dict(zip(names, sess.run(None, {spec.inputs[0].name: v}))) for k, v in feeds.items()}
+        with get_runner("onnxruntime")(spec, tmp) as runner:
+            gots = {k: runner.infer({spec.inputs[0].name: v}) for k, v in feeds.items()}
         parity = gate.check(STEP, spec, "onnx", "fp32", refs, gots)
     ins, outs = io_specs(spec)
     counts: dict[str, int] = {}
@@ -102,7 +102,5 @@ def _simplify(proto):
     return simplified
 
 
-def run_onnx(path: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+register_step(Step(STEP, makes={("onnx", "fp32"): ".onnx"},
+                   run=lambda inputs, outs, opts: [torch_to_onnx(inputs.model, inputs.spec, outs[("onnx", "fp32")])]))

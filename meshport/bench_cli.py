@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from runtime.errors import UsageError
+
 
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
@@ -18,7 +20,7 @@ def _threads(value: str | None) -> list[int]:
     out = []
     for v in _split(value) or ["1"]:
         if not v.isdigit() or int(v) < 1:
-            raise ValueError(f"--threads takes positive integers, got {v!r}")
+            raise UsageError(f"--threads takes positive integers, got {v!r}")
         out.append(int(v))
     return out
 
@@ -53,20 +55,20 @@ class _Bar:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0:
-        raise ValueError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {args.runs}, {args.warmup})")
+        raise UsageError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {args.runs}, {args.warmup})")
     if args.compare:
         return _compare(args)
     if args.photo is not None:
         return _photo(args)
     if not args.model:
-        raise ValueError("bench needs a MODEL (or --compare A B)")
+        raise UsageError("bench needs a MODEL (or --compare A B)")
     if args.android:
         return _android(args)
-    from validation.bench import bench_build, find_build, format_table, plan
+    from validation.bench import bench_build, format_table, plan
 
     threads = _threads(args.threads)
     runtimes, precisions = _split(args.runtimes), _split(args.precisions)
-    _, record = find_build(args.model, args.build)
+    record = _record(args)
     jobs, _ = plan(record, runtimes, threads, precisions)
     bar = _Bar(len(jobs) * (args.runs + args.warmup), not (args.json or args.quiet))
     try:
@@ -85,23 +87,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace):
+    import modelzoo
+    from runtime.record import BuildRecord
+    return BuildRecord.load(args.build, modelzoo.get_spec(args.model))
+
+
 def _android(args: argparse.Namespace) -> int:
-    from validation.bench import find_build, format_table, tool_versions
+    from validation.bench import format_table, tool_versions
     from validation.bench.android import AndroidDevice, default_variants
     from validation.bench.records import LATENCY_JSON, write_latency
 
-    root, record = find_build(args.model, args.build)
-    precisions = _split(args.precisions)
-    entries = [a for a in record["artifacts"] if a["format"] == "tflite"
-               and (not precisions or a["precision"] in precisions)]
+    record = _record(args)
+    root = record.root
+    entries = record.select(["tflite"], _split(args.precisions))
     if not entries:
-        raise ValueError(f"the build of {args.model} has no .tflite artifact to run on the phone")
+        raise UsageError(f"the build of {args.model} has no .tflite artifact to run on the phone")
     device = AndroidDevice(args.android, adb=args.adb, serial=args.serial)
     variants = default_variants(_threads(args.threads))
     records = []
     for e in entries:
         if not args.json:
-            print(f"  {e['path']} on {device.serial} ({len(variants)} variants) …", file=sys.stderr)
+            print(f"  {e.path} on {device.serial} ({len(variants)} variants) …", file=sys.stderr)
         records += device.bench_artifact(args.model, root, e, variants, args.runs, args.warmup, tool_versions(),
                                          op_profiling=args.op_profiling)
     path = write_latency(root / LATENCY_JSON, args.model, records)
@@ -120,11 +127,11 @@ def _photo(args: argparse.Namespace) -> int:
 
     threads = _threads(args.threads)
     if len(threads) != 1:
-        raise ValueError("--photo runs at one thread setting; give a single --threads value")
+        raise UsageError("--photo runs at one thread setting; give a single --threads value")
     precisions = _split(args.precisions) or ["fp32"]
     runtimes = _split(args.runtimes)
     if len(precisions) != 1 or (runtimes and len(runtimes) != 1):
-        raise ValueError("--photo times one pipeline: give one --precisions value and at most one --runtimes value")
+        raise UsageError("--photo times one pipeline: give one --precisions value and at most one --runtimes value")
     bar = _Bar(args.runs + args.warmup, not (args.json or args.quiet))
     try:
         out = bench_photo(args.photo or SAMPLE_PHOTO, args.build, fmt=args.format, precision=precisions[0],
@@ -142,7 +149,7 @@ def _compare(args: argparse.Namespace) -> int:
     runtimes = _split(args.runtimes) or list(COMPARE_RUNTIMES)
     threads = _threads(args.threads)
     if len(threads) != 1:
-        raise ValueError("--compare runs at one thread setting; give a single --threads value")
+        raise UsageError("--compare runs at one thread setting; give a single --threads value")
     rounds = (args.runs + args.warmup) * (len(runtimes) + 1)
     bar = _Bar(rounds, not (args.json or args.quiet))
     try:

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from runtime.errors import OutputWriteError, UsageError
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
@@ -38,7 +40,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.images] or [SAMPLE_CROP if args.crop else SAMPLE_PHOTO]
     many = len(paths) > 1
     if many and args.output and Path(args.output).suffix.lower() == ".png":
-        raise ValueError("with several images, -o names a directory (one overlay PNG per image)")
+        raise UsageError("with several images, -o names a directory (one overlay PNG per image)")
     frames = predict_images(args.model, paths, crop=args.crop, track=args.track, build=args.build, fmt=args.format,
                             precision=args.precision, runtime=args.runtime, threads=args.threads,
                             cache_dir=args.cache_dir, max_faces=args.max_faces)
@@ -71,7 +73,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                           "up_to_date": res.skipped, "seconds": round(res.seconds, 3)}, indent=2))
     else:
         for a in res.artifacts:
-            print(f"{a['path']:<36} {a['format']:<7} {a['precision']:<5} {a['bytes'] / 1e6:7.2f} MB  {a['sha256'][:12]}")
+            print(f"{a.path:<36} {a.format:<7} {a.precision:<5} {a.bytes / 1e6:7.2f} MB  {a.sha256[:12]}")
         print(f"{len(res.built)} built, {len(res.skipped)} up to date in {res.seconds:.1f} s → {res.record_path}")
     return 0
 
@@ -102,10 +104,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _print_parity_summary(v) -> None:
     """Worst error per candidate over all inputs: max abs of any output, and for landmark
     models max px and mean % IOD (faces)."""
+    import modelzoo
     from validation.compare import worst_by_candidate
 
     print(f"{'candidate (vs PyTorch)':<44} {'max abs':>10} {'max px':>10} {'mean %IOD':>10}  verdict")
-    for cand, w in worst_by_candidate(v.edges).items():
+    for cand, w in worst_by_candidate(v.edges, modelzoo.get_spec(v.model)).items():
         px, iod = (f"{w['max_px']:>10.2e}", f"{w['iod']:>10.4f}") if w["iod"] is not None else (f"{'-':>10}",) * 2
         print(f"{cand:<44} {w['max_abs']:>10.2e} {px} {iod}  {'pass' if w['passed'] else 'FAIL'}")
 
@@ -137,13 +140,12 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def _atomic_save(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
+    from runtime.files import atomic_path
     try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,11 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from modelzoo.errors import MeshportError
+    from runtime.errors import MeshportError
 
     try:
         return args.func(args)
-    except (MeshportError, OSError, KeyError, ValueError) as exc:
+    except MeshportError as exc:    # anything else is a bug and keeps its traceback
         from validation.compare import ParityError
         text = str(exc).strip()
         if isinstance(exc, ParityError):  # the table of failing outputs is the point: print it whole

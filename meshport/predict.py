@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import modelzoo
+from runtime.errors import UsageError
 from modelzoo.data import SAMPLE_FACE, SAMPLE_PHOTO
 from modelzoo.errors import InputContractError
 from modelzoo.photo import PhotoResult, load_image
@@ -42,7 +43,7 @@ def predict_crop(model_id: str, image: np.ndarray, model: torch.nn.Module | None
     """Treat the whole image as the face crop: resize to the model input, run, scale back."""
     spec = modelzoo.get_spec(model_id)
     inp = spec.inputs[0]
-    if inp.layout != "NCHW" or inp.channel_order != "RGB" or "landmarks" not in {o.name for o in spec.outputs}:
+    if inp.layout != "NCHW" or inp.channel_order != "RGB" or spec.landmarks is None:
         raise InputContractError(f"{model_id} is not a landmark model taking an RGB face crop ({inp.describe()})")
     size = inp.shape[-1]
     if model is None:
@@ -129,13 +130,13 @@ def predict_images(model_id: str, paths: list, *, crop: bool = False, track: boo
     from contextlib import ExitStack
 
     from modelzoo.photo import FaceTracker
-    from validation.pipeline import DETECTOR, open_pipeline
+    from modelzoo.photo.networks import DETECTOR, open_pipeline
 
     modelzoo.get_spec(model_id)                      # unknown model: fail before reading anything
     if crop and track:
-        raise ValueError("--track follows faces across photos; it cannot be combined with --crop")
+        raise UsageError("--track follows faces across photos; it cannot be combined with --crop")
     if track and model_id == DETECTOR:
-        raise ValueError("--track needs a landmark model (tracking follows landmarks)")
+        raise UsageError("--track needs a landmark model (tracking follows landmarks)")
     frames = []
     with ExitStack() as stack:
         pipe = tracker = None

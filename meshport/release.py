@@ -2,10 +2,11 @@
 evidence feeding the next (the store refuses a build without a passing parity report)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from runtime.record import BuildRecord
 
 Say = Callable[[str], None]
 PRIVATE_KEY, PUBLIC_KEY = "meshport-signing.pem", "meshport-signing.pub.pem"
@@ -81,19 +82,20 @@ def _already_released(store, model: str, version: str, record_path: Path) -> boo
         manifest, _ = store.read_manifest(model, version)
     except NotFoundError:
         return False
-    built = {a["path"]: a["sha256"] for a in json.loads(record_path.read_text())["artifacts"]}
+    built = {a.path: a.sha256 for a in BuildRecord.read(record_path).artifacts}
     shipped = {a["path"]: a.get("sha256") for a in manifest.get("artifacts", [])}
     return built == shipped
 
 
 def _rows(record_path: Path, v, records) -> list[dict]:
+    import modelzoo
     from validation.compare import worst_by_candidate
-    from validation.runners import runs_on_gpu
+    from runtime.runners import runs_on_gpu
 
     worst: dict[str, dict] = {}   # per artifact, over its runners in the artifact's own arithmetic
     gpu: dict[str, float] = {}    # per artifact: worst max px on the GPU accelerator (either arithmetic)
     imposed = {e.candidate for e in v.edges if e.compute is not None}
-    for cand, w in worst_by_candidate(v.edges).items():
+    for cand, w in worst_by_candidate(v.edges, modelzoo.get_spec(v.model)).items():
         path, runner = cand.split("@")
         if runs_on_gpu(runner):
             gpu[path] = max(gpu.get(path, 0.0), w["max_px"])
@@ -110,10 +112,10 @@ def _rows(record_path: Path, v, records) -> list[dict]:
             if r.artifact not in fastest or r.median_ms < fastest[r.artifact][0]:
                 fastest[r.artifact] = (r.median_ms, r.runtime)
     rows = []
-    for a in json.loads(record_path.read_text())["artifacts"]:
-        w = worst.get(a["path"], {"max_abs": None, "max_px": None, "iod": None})
-        ms, rt = fastest.get(a["path"], (None, None))
-        rows.append({"path": a["path"], "format": a["format"], "precision": a["precision"], "mb": a["bytes"] / 1e6,
+    for a in BuildRecord.read(record_path).artifacts:
+        w = worst.get(a.path, {"max_abs": None, "max_px": None, "iod": None})
+        ms, rt = fastest.get(a.path, (None, None))
+        rows.append({"path": a.path, "format": a.format, "precision": a.precision, "mb": a.bytes / 1e6,
                      "max_abs": w["max_abs"], "max_px": w["max_px"], "iod": w["iod"], "median_ms": ms,
-                     "runtime": rt, "gpu_max_px": gpu.get(a["path"])})
+                     "runtime": rt, "gpu_max_px": gpu.get(a.path)})
     return rows

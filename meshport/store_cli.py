@@ -9,24 +9,30 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from runtime.errors import UsageError
+
 
 def _store(args: argparse.Namespace):
     from artifacts import Store
     opts = {"endpoint_url": args.s3_endpoint} if getattr(args, "s3_endpoint", None) else {}
     if opts and not str(args.store or "").startswith("s3://"):
-        raise ValueError("--s3-endpoint applies to s3:// stores only")
+        raise UsageError("--s3-endpoint applies to s3:// stores only")
     return Store(args.store, **opts)
 
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """OS errors other than a missing file become one-line store errors (the CLI prints those)."""
+    """OS errors of a store command become typed errors: a missing file `MissingFileError`, any
+    other a one-line `StoreError` (the CLI prints those)."""
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
         from artifacts.errors import StoreError
+        from runtime.errors import MeshportError, MissingFileError
         try:
             return fn(args)
-        except FileNotFoundError:
+        except MeshportError:
             raise
+        except FileNotFoundError as exc:
+            raise MissingFileError(f"no such file or directory: {exc.filename or exc}") from exc
         except OSError as exc:
             raise StoreError(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")) from exc
     return run
@@ -132,7 +138,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from artifacts import verify_dir
     if bool(args.ref) == bool(args.dir):
-        raise ValueError("give MODEL@SPEC (verify from the store) or --dir DIR (verify a pulled directory)")
+        raise UsageError("give MODEL@SPEC (verify from the store) or --dir DIR (verify a pulled directory)")
     if args.dir:
         res = verify_dir(args.dir, public_key=args.public_key, progress=_progress(args))
     else:

@@ -1,9 +1,10 @@
-"""Typed errors raised by the zoo. Rooms below re-use them (arrows point down)."""
+"""Typed errors raised by the zoo, under the hierarchy of `runtime.errors` (re-exported here)."""
 from __future__ import annotations
 
+from runtime.errors import FileFormatError, IntegrityError, MeshportError, RegistryError, UsageError
 
-class MeshportError(Exception):
-    """Base class of every error Meshport raises on purpose."""
+__all__ = ["FileFormatError", "IntegrityError", "MeshportError", "RegistryError", "UsageError",
+           "UnknownModelError", "UnknownWeightsError", "InputContractError", "WeightImportError"]
 
 
 class UnknownModelError(MeshportError, KeyError):
@@ -13,17 +14,16 @@ class UnknownModelError(MeshportError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class RegistryError(MeshportError):
-    """A registry was used inconsistently, e.g. a duplicate name."""
-
-
 class InputContractError(MeshportError, ValueError):
     """An input tensor does not match the model's declared input contract."""
 
 
-class IntegrityError(MeshportError):
-    """A downloaded or cached file failed its checksum or is incomplete."""
-
-
 class WeightImportError(MeshportError):
     """Weights could not be imported: the source graph does not match the model."""
+
+
+class UnknownWeightsError(RegistryError, KeyError):
+    """A weight file name that the fetcher has no pin for."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import IntegrityError
+from .errors import IntegrityError, UnknownWeightsError
 
 CACHE_ENV = "MESHPORT_CACHE"
 OFFLINE_ENV = "MESHPORT_OFFLINE"
@@ -90,7 +90,7 @@ def fetch(member: str | MemberPin, cache_dir: Path | str | None = None, offline:
     """
     pin = MEMBERS[member] if isinstance(member, str) and member in MEMBERS else member
     if not isinstance(pin, MemberPin):
-        raise KeyError(f"unknown weight file {member!r}; known: {', '.join(sorted(MEMBERS))}")
+        raise UnknownWeightsError(f"unknown weight file {member!r}; known: {', '.join(sorted(MEMBERS))}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if offline is None:
         offline = os.environ.get(OFFLINE_ENV, "") not in ("", "0")

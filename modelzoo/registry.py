@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from .errors import RegistryError, UnknownModelError
 from .spec import ModelSpec
@@ -22,6 +23,19 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# The zoo's own model packages: imported (and so registered) the first time the registry is asked,
+# which keeps `import modelzoo` free of torch.
+ZOO_PACKAGES = ("attention_mesh", "attention_mesh_paper", "face_detector", "face_mesh_cascade")
+_zoo_loaded = False
+
+
+def _load_zoo() -> None:
+    global _zoo_loaded
+    if not _zoo_loaded:
+        import importlib
+        _zoo_loaded = True
+        for name in ZOO_PACKAGES:
+            importlib.import_module(f"{__package__}.{name}")
 
 
 def register_model(
@@ -34,6 +48,7 @@ def register_model(
     """Decorator registering a model builder under `model_id`. A duplicate id raises."""
 
     def wrap(build: Callable[[], torch.nn.Module]) -> Callable[[], torch.nn.Module]:
+        _load_zoo()   # a duplicate of a zoo id is refused whichever registers first
         if model_id in _REGISTRY:
             raise RegistryError(f"model id {model_id!r} is already registered")
         _REGISTRY[model_id] = ModelEntry(model_id, spec, build, load_weights, seed)
@@ -43,6 +58,7 @@ def register_model(
 
 
 def entry(model_id: str) -> ModelEntry:
+    _load_zoo()
     try:
         return _REGISTRY[model_id]
     except KeyError:
@@ -51,6 +67,7 @@ def entry(model_id: str) -> ModelEntry:
 
 
 def list_models() -> list[str]:
+    _load_zoo()
     return sorted(_REGISTRY)
 
 
@@ -65,6 +82,8 @@ def has_pretrained(model_id: str) -> bool:
 def load_model(model_id: str, pretrained: bool = True, cache_dir: Path | None = None) -> torch.nn.Module:
     """Build the model in eval mode: imported weights if `pretrained` and available,
     otherwise a seeded random init (deterministic for a given id)."""
+    import torch
+
     e = entry(model_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(e.seed)

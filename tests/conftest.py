@@ -75,6 +75,6 @@ def torch_pipeline():
     """The photo pipeline on the PyTorch face_detector and attention_mesh."""
     from contextlib import ExitStack
 
-    from validation.pipeline import open_pipeline
+    from modelzoo.photo.networks import open_pipeline
     with ExitStack() as stack:
         yield open_pipeline(stack, "attention_mesh")

@@ -124,7 +124,7 @@ def test_predict_to_an_unwritable_place_is_one_line_and_leaves_nothing(tmp_path)
 
 def test_predict_needs_a_build_for_compiled_formats(tmp_path):
     r = meshport("predict", "attention_mesh", "--format", "tflite", "--build", str(tmp_path))
-    assert r.returncode == 2 and "no build of face_detector" in r.stderr
+    assert r.returncode == 2 and "no build record of face_detector" in r.stderr
 
 
 def test_corrupt_image_is_a_clear_error(tmp_path):

@@ -14,13 +14,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from runtime.runners import get_runner
+
 RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1e-1}
 
 
 def onnx_intermediates(path: Path, feed: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     """(node name, op type, output) for every float node output, in topological order."""
     import onnx
-    import onnxruntime as ort
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     known = {vi.name: vi for vi in model.graph.value_info}
     existing = {o.name for o in model.graph.output}
@@ -31,9 +32,8 @@ def onnx_intermediates(path: Path, feed: dict[str, np.ndarray]) -> list[tuple[st
             if vi is not None and vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and o not in existing:
                 model.graph.output.append(vi)
                 order.append((n.name, n.op_type, o))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    values = dict(zip(names, sess.run(None, feed)))
+    with get_runner("onnxruntime")(None, model.SerializeToString()) as r:
+        values = r.run_native(feed)
     return [(node, op, values[o]) for node, op, o in order if o in values]
 
 
@@ -59,20 +59,9 @@ def torch_intermediates(model: torch.nn.Module, x: np.ndarray, points: Sequence[
 
 
 def tflite_tensors(path: Path, x_nhwc: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x_nhwc)
-    it.invoke()
-    out = []
-    for d in it.get_tensor_details():
-        try:
-            v = it.get_tensor(d["index"])
-        except ValueError:
-            continue
-        if v.dtype == np.float32 and v.size > 1:
-            out.append((d["name"], v))
-    return out
+    with get_runner("tflite")(None, path, preserve_all_tensors=True) as r:
+        r.run_native({r.input_names[0]: x_nhwc})
+        return [(name, v) for _, name, v in r.tensors() if v.dtype == np.float32 and v.size > 1]
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
@@ -153,7 +142,7 @@ def localise_onnx_tflite(onnx_path: Path, tflite_path: Path, x: np.ndarray, inpu
 
 def localise_gpu(tflite_path: Path, x: np.ndarray, enforce_f32: bool) -> dict:
     """GPU accelerator → the CPU interpreter on the same file: the first op computed differently."""
-    from converters.litert_gpu import first_gpu_divergence
+    from runtime.litert_gpu import first_gpu_divergence
     found = first_gpu_divergence(Path(tflite_path).read_bytes(), {"x": np.ascontiguousarray(x.transpose(0, 2, 3, 1))},
                                  enforce_f32=enforce_f32, rtol=RTOL["fp32" if enforce_f32 else "fp16"])
     if found is None:
@@ -168,10 +157,10 @@ def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> l
     """One localisation per failing (reference, candidate) pair, on its first failing input."""
     import modelzoo
 
-    from .runners import runs_on_gpu
+    from runtime.runners import runs_on_gpu
     out, seen = [], set()
     cases = {c.name: c for c in v.cases}
-    onnx_entry = next((a for a in v.record["artifacts"] if a["format"] == "onnx"), None)
+    onnx_entry = next(iter(v.record.select(["onnx"])), None)
     model = None
     for e in v.edges:
         key = (e.reference, e.candidate)
@@ -188,7 +177,7 @@ def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> l
             model = model or modelzoo.load_model(spec.id, pretrained=modelzoo.has_pretrained(spec.id))
             loc.update(localise_torch_onnx(model, artifact, x, spec.inputs[0].name, spec.localisation_points))
         elif e.format == "tflite" and onnx_entry is not None:
-            loc.update(localise_onnx_tflite(v.root / onnx_entry["path"], artifact, x, spec.inputs[0].name,
+            loc.update(localise_onnx_tflite(v.root / onnx_entry.path, artifact, x, spec.inputs[0].name,
                                             e.precision))
         else:
             loc.update({"node": None, "detail": f"no localiser for {e.format} artifacts yet"})

@@ -1,103 +1,19 @@
-"""The photo pipeline (modelzoo.photo) on any built artifact: the detector and the landmark
-model each run through a runner, so QA can compare formats on whole photos."""
+"""Whole-photo parity: the photo pipeline (modelzoo.photo) of every built format against the
+PyTorch one, faces and landmarks compared (photo_parity.json)."""
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 import modelzoo
-from modelzoo.errors import MeshportError
 from modelzoo.metrics import landmark_errors
-from modelzoo.photo import FacePipeline, PhotoResult
-
-from .runners import DEFAULT_RUNNERS, Runner, get_runner, runner_for
-from .runners.impl import TorchRunner
-
-DETECTOR = "face_detector"
-
-
-class PipelineBuildError(MeshportError):
-    """A build directory lacks an artifact the photo pipeline needs."""
-
-
-class RunnerNetwork:
-    """A runner as the pipeline's network callable (NCHW batch → outputs); keeps the runner
-    reachable for its timings."""
-
-    def __init__(self, runner: Runner):
-        self.runner = runner
-        self.input_name = runner.spec.inputs[0].name
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runner.infer({self.input_name: x})
-
-
-def _build_record(model: str, build: Path | str) -> tuple[Path, dict]:
-    """(model root, build record) of `model` in `build` (the harness's lookup), as a pipeline error."""
-    from .bench.harness import BenchError, find_build
-    try:
-        return find_build(model, build)
-    except BenchError as exc:
-        raise PipelineBuildError(str(exc)) from None
-
-
-def _built(model: str, build: Path | str) -> set[tuple[str, str]]:
-    return {(a["format"], a["precision"]) for a in _build_record(model, build)[1]["artifacts"]}
-
-
-def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime: str | None,
-                     threads: int | None) -> Runner:
-    root, record = _build_record(model, build)
-    entries = record["artifacts"]
-    entry = next((a for a in entries if a["format"] == fmt and a["precision"] == precision), None)
-    if entry is None:
-        have = ", ".join(sorted(f"{a['format']}/{a['precision']}" for a in entries))
-        raise PipelineBuildError(f"{model} has no {fmt}/{precision} artifact in {build} (built: {have})")
-    name = runtime
-    if name is None:
-        names = [n for n in DEFAULT_RUNNERS.get(fmt, ()) if get_runner(n).is_available().ok]
-        if not names:
-            raise PipelineBuildError(f"no runner available on this machine for {fmt} artifacts")
-        name = names[0]
-    return runner_for(name, modelzoo.get_spec(model), root, entry, threads=threads)
-
-
-def detector_precision(build: Path | str, fmt: str, precision: str) -> str:
-    """The detector artifact paired with a landmark model's `precision`: the same precision
-    when the detector ships it, else fp32 (the detector ships no int8: see its spec)."""
-    have = _built(DETECTOR, build)
-    return "fp32" if (fmt, precision) not in have and (fmt, "fp32") in have else precision
-
-
-def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, build: Path | str | None = None,
-                  fmt: str = "pytorch", precision: str = "fp32", runtime: str | None = None,
-                  threads: int | None = None, cache_dir: Path | None = None, **options) -> FacePipeline:
-    """A FacePipeline whose two networks run on `fmt`/`precision` artifacts of `build`
-    (`<build>/face_detector/`, `<build>/<landmark_model>/`), or on the PyTorch models when
-    fmt is "pytorch"; the detector runs fp32 where it ships no artifact of `precision`.
-    Runners are closed when `stack` closes. `options` go to FacePipeline."""
-    spec = modelzoo.get_spec(landmark_model)
-    if spec.landmarks is None or spec.inputs[0].layout != "NCHW":
-        raise PipelineBuildError(f"{landmark_model} is not a landmark model taking an NCHW image")
-    runners = []
-    for model in (DETECTOR, landmark_model):
-        if fmt == "pytorch":
-            r = TorchRunner(modelzoo.get_spec(model), threads=threads,
-                            model=modelzoo.load_model(model, pretrained=modelzoo.has_pretrained(model),
-                                                      cache_dir=cache_dir))
-        else:
-            if build is None:
-                raise PipelineBuildError(f"--build is needed to run {fmt} artifacts")
-            prec = detector_precision(build, fmt, precision) if model == DETECTOR else precision
-            r = _artifact_runner(model, Path(build), fmt, prec, runtime, threads)
-        runners.append(stack.enter_context(r))
-    det, lm = runners
-    return FacePipeline(RunnerNetwork(det), RunnerNetwork(lm), detector_size=int(det.spec.inputs[0].shape[-1]),
-                        landmark_size=int(lm.spec.inputs[0].shape[-1]), **options)
-
+from modelzoo.photo import PhotoResult
+from modelzoo.photo.networks import DETECTOR, PipelineBuildError, built_targets, detector_precision, open_pipeline
+from runtime.errors import UsageError
+from runtime.files import write_json_atomic
+from runtime.record import BuildRecord
 
 def compare_photos(results: dict[str, PhotoResult], landmark_model: str = "attention_mesh") -> dict[str, dict]:
     """Largest-face landmark error of each candidate PhotoResult against the "pytorch" one:
@@ -153,9 +69,9 @@ def validate_photos(photos: list[Path | str], build: Path | str, landmark_model:
     build = Path(build)
     images = {str(p): load_image(p) for p in photos}
     if not images:
-        raise ValueError("validate_photos needs at least one photo")
-    _build_record(DETECTOR, build)
-    targets = _built(landmark_model, build)
+        raise UsageError("validate_photos needs at least one photo")
+    BuildRecord.load(build, modelzoo.get_spec(DETECTOR))
+    targets = built_targets(landmark_model, build)
     spec = modelzoo.get_spec(landmark_model)
     results: dict[str, dict] = {name: {} for name in images}
     skipped = []
@@ -192,9 +108,7 @@ def validate_photos(photos: list[Path | str], build: Path | str, landmark_model:
     out = {"model": landmark_model, "detector": DETECTOR, "photos": list(images), "rows": rows,
            "skipped": skipped, "passed": not failures}
     path = build / landmark_model / PHOTO_PARITY_JSON
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(out, indent=2))
-    tmp.replace(path)
+    write_json_atomic(path, out)
     out["path"] = str(path)
     if failures:
         lines = [f"{r['candidate']} on {r['photo']}: {r['faces']} face(s) vs {r['reference_faces']}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
+
+from runtime.files import write_text_atomic
 
 
 def _png(fig) -> str:
@@ -136,7 +137,7 @@ def write_report(v, path: Path) -> None:
         sections.append("<h2>Where it diverges</h2><ul>" + "".join(
             f"<li>{e(x['reference'])} → {e(x['candidate'])} [{e(x['input_set'])}]: <b>{e(str(x.get('node')))}</b> — "
             f"{e(str(x.get('detail')))}</li>" for x in v.localisation) + "</ul>")
-    gpu = [(a["path"], a.get("gpu_check") or {}) for a in v.record.get("artifacts", []) if a["format"] == "tflite"]
+    gpu = [(a.path, a.get("gpu_check") or {}) for a in (v.record.select(["tflite"]) if v.record else [])]
     if gpu:
         sections.append("<h2>GPU check (build)</h2><table><tr><th>artifact</th><th>ops</th><th>static: flagged</th>"
                         "<th>dynamic: GPU-only compile + quick gate</th></tr>" + "".join(
@@ -159,6 +160,4 @@ def write_report(v, path: Path) -> None:
              ".grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0}")
     doc = f"<!doctype html><html><head><meta charset='utf-8'><title>Meshport parity — {e(v.model)}</title>" \
           f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(doc)
-    os.replace(tmp, path)
+    write_text_atomic(path, doc)

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import MissingFileError
 from ..errors import InputContractError
 
 
 def load_image(path: Path | str) -> np.ndarray:
-    """(h, w, 3) uint8 RGB. Missing file → FileNotFoundError; undecodable → InputContractError."""
+    """(h, w, 3) uint8 RGB. Missing file → MissingFileError; undecodable → InputContractError."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such image: {path}")
+        raise MissingFileError(f"no such image: {path}")
     try:
         with Image.open(path) as im:
             im.load()

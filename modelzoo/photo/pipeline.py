@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from runtime.errors import UsageError
 from ..face_detector.postprocess import Detection, detect
 from .roi import Roi, axis_aligned_iou, detection_roi, landmarks_roi, letterbox_roi
 from .warp import BORDER_REPLICATE, BORDER_ZERO, crop_tensor
@@ -63,7 +64,7 @@ class FacePipeline:
                  landmark_size: int = 192, min_score: float = MIN_DETECTION_SCORE, nms_iou: float = NMS_IOU,
                  min_face_flag: float = MIN_FACE_FLAG, max_faces: int | None = None):
         if max_faces is not None and max_faces < 1:
-            raise ValueError(f"max_faces must be ≥ 1 or None, not {max_faces}")
+            raise UsageError(f"max_faces must be ≥ 1 or None, not {max_faces}")
         self.detector, self.landmarker = detector, landmarker
         self.detector_size, self.landmark_size = detector_size, landmark_size
         self.min_score, self.nms_iou = min_score, nms_iou
@@ -111,7 +112,7 @@ class FaceTracker:
 
     def __init__(self, pipeline: FacePipeline, max_faces: int = 1):
         if max_faces < 1:
-            raise ValueError(f"max_faces must be ≥ 1, not {max_faces}")
+            raise UsageError(f"max_faces must be ≥ 1, not {max_faces}")
         self.pipeline, self.max_faces = pipeline, max_faces
         self.tracks: list[tuple[Roi, float]] = []     # (roi, detection score)
         self.detector_runs = 0

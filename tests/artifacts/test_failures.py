@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.record import BuildRecordError
 from artifacts import (CorruptIndexError, IntegrityError, InvalidNameError, NotFoundError, PublishError,
                        PublishInProgressError, SignatureError, Store, VersionExistsError, release_publish)
 from artifacts.server import serve_in_thread
@@ -289,7 +290,7 @@ def test_publish_refuses_bad_builds(build_dir, tmp_path):
         f.write(b"\xff")
     with pytest.raises(IntegrityError, match="changed since it was built"):
         Store(tmp_path / "s").publish(MODEL, b, "1.0.0", formats=["onnx"])
-    with pytest.raises(PublishError, match="no build record"):
+    with pytest.raises(BuildRecordError, match="no build record"):
         Store(tmp_path / "s").publish(MODEL, tmp_path / "nowhere", "1.0.0")
     assert not (tmp_path / "s" / MODEL).exists()
 

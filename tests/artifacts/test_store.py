@@ -11,7 +11,8 @@ import pytest
 from artifacts import IntegrityError, Store, VersionExistsError, canonical_json
 from artifacts import signing
 from artifacts.selftest import load_bundle
-from converters.base import sha256_path
+from runtime.files import sha256_path
+from runtime.record import ArtifactRecord
 
 MODEL = "attention_mesh"
 
@@ -170,8 +171,9 @@ def test_tflite_selftest_uses_nhwc(tmp_path):
     from artifacts.selftest import make_bundle, run_bundle
     from modelzoo.fetch import fetch
     path = Path(fetch("face_landmark.tflite"))
-    entry = {"path": path.name, "format": "tflite", "precision": "fp16", "sha256": sha256_path(path),
-             "inputs": [{"name": "input_1", "shape": [1, 192, 192, 3], "dtype": "float32", "layout": "NHWC"}]}
+    entry = ArtifactRecord.from_json({
+        "path": path.name, "format": "tflite", "precision": "fp16", "sha256": sha256_path(path),
+        "inputs": [{"name": "input_1", "shape": [1, 192, 192, 3], "dtype": "float32", "layout": "NHWC"}]})
     data, meta = make_bundle(path, entry, modelzoo.get_spec(MODEL))
     assert meta["inputs"]["input_1"]["shape"] == [1, 192, 192, 3]
     (tmp_path / "b.npz").write_bytes(data)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import modelzoo
-from converters import ConversionError, get_step
+from converters import ConversionError
+from converters.coreml import torch_to_coreml
 from converters.build import build
-from converters.mil_eval import MILProgram
+from runtime.mil import MILProgram
 
 IOD = (33, 263)
 
@@ -67,6 +68,6 @@ def test_clean_builds_are_byte_identical(full_build, tmp_path):
 
 def test_unsupported_coreml_precision(tmp_path):
     with pytest.raises(ConversionError, match="unsupported Core ML precision"):
-        get_step("torch->coreml")(modelzoo.load_model("attention_mesh_paper"), modelzoo.get_spec("attention_mesh_paper"),
+        torch_to_coreml(modelzoo.load_model("attention_mesh_paper"), modelzoo.get_spec("attention_mesh_paper"),
                                   {"int8": tmp_path / "m.mlpackage"})
     assert not any(tmp_path.iterdir())

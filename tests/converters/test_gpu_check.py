@@ -280,7 +280,7 @@ STATIC_STRICTER = ("atan2", "select_int32", "gather_const_params", "onnx2tf_guar
 
 
 def _gpu_or_skip():
-    from converters.litert_gpu import availability
+    from runtime.litert_gpu import availability
     device, why = availability()
     if device is None:
         pytest.skip(reason=f"no GPU accelerator here: {why}")
@@ -289,7 +289,7 @@ def _gpu_or_skip():
 
 @pytest.mark.parametrize("name", AGREE)
 def test_static_and_dynamic_gpu_verdicts_agree(models, name):
-    from converters.litert_gpu import dynamic_check
+    from runtime.litert_gpu import dynamic_check
     _gpu_or_skip()
     static = check_gpu_compatibility(models[name])
     dynamic = dynamic_check(models[name])
@@ -298,7 +298,7 @@ def test_static_and_dynamic_gpu_verdicts_agree(models, name):
 
 @pytest.mark.parametrize("name", STATIC_STRICTER)
 def test_where_the_static_check_is_stricter_than_the_accelerator(models, name):
-    from converters.litert_gpu import dynamic_check
+    from runtime.litert_gpu import dynamic_check
     _gpu_or_skip()
     assert not check_gpu_compatibility(models[name]).ok
     verdict = dynamic_check(models[name])
@@ -307,7 +307,7 @@ def test_where_the_static_check_is_stricter_than_the_accelerator(models, name):
 
 def test_dynamic_check_sees_wrong_gpu_arithmetic(models):
     """The two-sided broadcast compiles fully on the accelerator; only running it shows it is wrong."""
-    from converters.litert_gpu import GpuModel, dynamic_check
+    from runtime.litert_gpu import GpuModel, dynamic_check
     _gpu_or_skip()
     GpuModel(models["two_sided_broadcast"]).close()        # compiles GPU-only without complaint
     verdict = dynamic_check(models["two_sided_broadcast"])
@@ -315,7 +315,7 @@ def test_dynamic_check_sees_wrong_gpu_arithmetic(models):
 
 
 def test_gpu_only_compile_names_the_refused_ops(models):
-    from converters.litert_gpu import GpuCompileError, GpuModel
+    from runtime.litert_gpu import GpuCompileError, GpuModel
     _gpu_or_skip()
     with pytest.raises(GpuCompileError) as info:
         GpuModel(models["gather_nd"])
@@ -327,7 +327,7 @@ def test_gpu_only_compile_names_the_refused_ops(models):
 
 def test_mediapipe_attention_mesh_fails_the_gpu_only_compile():
     """MediaPipe's own attention mesh needs its custom ops (CPU); the README's claim, measured."""
-    from converters.litert_gpu import GpuCompileError, GpuModel
+    from runtime.litert_gpu import GpuCompileError, GpuModel
     _gpu_or_skip()
     with pytest.raises(GpuCompileError) as info:
         GpuModel(fetch("face_landmark_with_attention.tflite"))
@@ -336,7 +336,7 @@ def test_mediapipe_attention_mesh_fails_the_gpu_only_compile():
 
 def test_gpu_localiser_names_the_first_op_the_gpu_computes_wrongly(models):
     """The localiser validate uses on a failing GPU edge: in a chain, the ADD of a batch-2 constant."""
-    from converters.litert_gpu import first_gpu_divergence
+    from runtime.litert_gpu import first_gpu_divergence
     _gpu_or_skip()
     x = np.random.default_rng(0).random((2, 8)).astype(np.float32)
     found = first_gpu_divergence(models["chain_with_const_batch"], {"x": x}, confirm=1)

@@ -12,12 +12,14 @@ from ai_edge_litert.interpreter import Interpreter
 from onnx import TensorProto, helper, numpy_helper
 
 import modelzoo
-from converters import ConversionError, get_step
+from converters import ConversionError
+from converters.onnx_tflite import onnx_to_tflite
+from converters.torch_onnx import torch_to_onnx
 from converters.build import build
 from converters.gpu_check import check_gpu_compatibility
-from converters.litert_gpu import availability
+from runtime.litert_gpu import availability
 from converters.lowering import lower_gridsample
-from converters.onnx_tflite import nhwc, run_tflite
+from converters.onnx_tflite import nhwc, run_native
 from converters.tflite_passes import SIGNATURE_KEY, op_histogram
 
 IOD = (33, 263)
@@ -60,7 +62,7 @@ def test_lowering_refuses_what_it_does_not_cover():
 @pytest.mark.parametrize("model_id", ["attention_mesh", "attention_mesh_paper"])
 def test_lowered_real_models_match_their_onnx(model_id, tmp_path):
     spec = modelzoo.get_spec(model_id)
-    art = get_step("torch->onnx")(modelzoo.load_model(model_id), spec, tmp_path / "m.onnx")
+    art = torch_to_onnx(modelzoo.load_model(model_id), spec, tmp_path / "m.onnx")
     from onnxsim import simplify
     from converters.lowering import sum_residual_adds
     proto, _ = simplify(onnx.load(str(art.path)))
@@ -131,7 +133,7 @@ def test_tflite_matches_pytorch_on_real_faces(built, attention_mesh, golden_batc
         assert list(it.get_signature_list()) == [SIGNATURE_KEY]
         for i in range(len(golden_batch)):
             x = nhwc(golden_batch[i:i + 1].numpy())
-            got = run_tflite(data, {"image": x})
+            got = run_native(data, x)
             lm, want = got["landmarks"][0], ref["landmarks"][i]
             assert set(got) == {o.name for o in modelzoo.get_spec("attention_mesh").outputs}
             if i == 0:      # the serving signature runs the same graph under the spec names
@@ -166,7 +168,7 @@ def test_corrupt_onnx_input_is_refused(tmp_path):
     bad.write_bytes(b"not an onnx model")
     spec = modelzoo.get_spec("attention_mesh_paper")
     with pytest.raises(ConversionError, match="not a valid ONNX model"):
-        get_step("onnx->tflite")(bad, modelzoo.load_model("attention_mesh_paper"), spec,
+        onnx_to_tflite(bad, modelzoo.load_model("attention_mesh_paper"), spec,
                                  {"fp32": tmp_path / "out" / "m.tflite"})
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -174,7 +176,7 @@ def test_corrupt_onnx_input_is_refused(tmp_path):
 def test_unsupported_precision_is_refused(tmp_path):
     spec = modelzoo.get_spec("attention_mesh_paper")
     with pytest.raises(ConversionError, match="unsupported TFLite precision"):
-        get_step("onnx->tflite")(tmp_path / "x.onnx", modelzoo.load_model("attention_mesh_paper"), spec,
+        onnx_to_tflite(tmp_path / "x.onnx", modelzoo.load_model("attention_mesh_paper"), spec,
                                  {"int4": tmp_path / "m.tflite"})
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.onnx_tflite import run_tflite
+from converters.onnx_tflite import run_native
+from runtime.runners import get_runner
 from converters.tflite_passes import SIGNATURE_KEY, add_n_to_add, drop_identity_convs, op_histogram, rename_io
 
 tf = pytest.importorskip("tensorflow")
@@ -17,7 +18,10 @@ def _tflite(fn, *shapes) -> bytes:
 
 
 def _same_outputs(a: bytes, b: bytes, feed: dict) -> None:
-    before, after = run_tflite(a, feed), run_tflite(b, feed)
+    def run(model: bytes) -> dict:
+        with get_runner("tflite")(None, model) as r:
+            return r.run_native(feed)
+    before, after = run(a), run(b)
     assert before.keys() == after.keys()
     for k in before:
         np.testing.assert_array_equal(before[k], after[k])
@@ -89,7 +93,7 @@ def test_rename_io_writes_the_one_serving_signature(stale):
     assert CompiledModel.from_buffer(out).get_signature_list() == {
         SIGNATURE_KEY: {"inputs": ["image"], "outputs": names}}
     x = np.random.default_rng(0).standard_normal((1, 4, 4, 3)).astype(np.float32)
-    got, plain = it.get_signature_runner(SIGNATURE_KEY)(image=x), run_tflite(out, {"image": x})
+    got, plain = it.get_signature_runner(SIGNATURE_KEY)(image=x), run_native(out, x)
     assert got.keys() == plain.keys() == set(names)
     for k in names:
         np.testing.assert_array_equal(got[k], plain[k])

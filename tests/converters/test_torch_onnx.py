@@ -10,9 +10,10 @@ import onnx
 import pytest
 
 import modelzoo
-from converters import ConversionError, get_step
+from converters import ConversionError
+from converters.torch_onnx import torch_to_onnx
 from converters.build import build
-from converters.torch_onnx import run_onnx
+from runtime.runners import get_runner
 from modelzoo.errors import UnknownModelError
 
 
@@ -53,7 +54,8 @@ def test_onnx_matches_pytorch_on_real_faces(built, attention_mesh, golden_batch)
     with torch.no_grad():
         ref = attention_mesh(golden_batch)
     for i in range(len(golden_batch)):
-        got = run_onnx(out / "attention_mesh" / "attention_mesh.onnx", {"image": golden_batch[i:i + 1].numpy()})
+        with get_runner("onnxruntime")(None, out / "attention_mesh" / "attention_mesh.onnx") as r:
+            got = r.run_native({"image": golden_batch[i:i + 1].numpy()})
         assert np.abs(got["landmarks"] - ref["landmarks"][i:i + 1].numpy()).max() <= 1e-3
         assert np.abs(got["face_flag"] - ref["face_flag"][i:i + 1].numpy()).max() <= 1e-4
 
@@ -99,7 +101,7 @@ def test_opset_below_the_model_minimum_is_refused(tmp_path):
     spec = modelzoo.get_spec("attention_mesh_paper")
     model = modelzoo.load_model("attention_mesh_paper")
     with pytest.raises(ConversionError, match="opset 13"):
-        get_step("torch->onnx")(model, spec, tmp_path / "m.onnx", opset=13)
+        torch_to_onnx(model, spec, tmp_path / "m.onnx", opset=13)
     assert _files(tmp_path) == []
 
 
@@ -107,7 +109,7 @@ def test_spec_inconsistent_with_outputs_is_refused(tmp_path):
     spec = modelzoo.get_spec("attention_mesh_paper")
     bad = replace(spec, outputs=spec.outputs[:-1], landmark_outputs=spec.landmark_outputs[:-1])
     with pytest.raises(ConversionError, match="right_iris"):
-        get_step("torch->onnx")(modelzoo.load_model("attention_mesh_paper"), bad, tmp_path / "m.onnx")
+        torch_to_onnx(modelzoo.load_model("attention_mesh_paper"), bad, tmp_path / "m.onnx")
     assert _files(tmp_path) == []
 
 
@@ -117,7 +119,7 @@ def test_failing_parity_gate_leaves_no_file(tmp_path):
     spec_am = modelzoo.get_spec("attention_mesh")
     strict = {k: replace(v, atol=0.0, max_px=0.0) if k[0] == "onnx" else v for k, v in spec_am.tolerances.items()}
     with pytest.raises(ConversionError, match="parity gate"):
-        get_step("torch->onnx")(model, replace(spec_am, tolerances=strict), tmp_path / "m.onnx")
+        torch_to_onnx(model, replace(spec_am, tolerances=strict), tmp_path / "m.onnx")
     assert _files(tmp_path) == []
 
 

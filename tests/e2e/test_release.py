@@ -7,7 +7,7 @@ import pytest
 
 import modelzoo
 from artifacts import Store
-from converters.litert_gpu import availability
+from runtime.litert_gpu import availability
 from meshport.release import release
 
 

@@ -4,6 +4,7 @@ construction and typed errors (no phone needed), the CLI. No test asserts a wall
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import stat
 import sys
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 
 from validation.bench import (RECORD_FIELDS, BenchError, LatencyFileError, LatencyRecord, PeakRSS, bench_build,
-                              find_build, format_table, plan, read_latency, summarize, time_calls, write_latency)
+                              format_table, plan, read_latency, summarize, time_calls, write_latency)
 from validation.bench.android import (AdbNotFoundError, AndroidDevice, BenchmarkBinaryNotFoundError,
                                       BenchmarkOutputError, NoDeviceError, Variant, default_variants,
                                       parse_adb_devices, parse_benchmark_output)
-from validation.runners import get_runner
+import modelzoo
+from runtime.record import ArtifactRecord, BuildRecord, BuildRecordError
+from runtime.runners import get_runner
 
 DATA = Path(__file__).parents[1] / "data" / "bench"
 MODEL = "attention_mesh_paper"
@@ -126,7 +129,7 @@ def test_bench_build_writes_latency_json(paper_build):
 
 
 def test_plan_skips_with_reasons_and_rejects_unknown_runtimes(paper_build):
-    _, record = find_build(MODEL, paper_build)
+    record = BuildRecord.load(paper_build, modelzoo.get_spec(MODEL))
     jobs, skipped = plan(record, ["tflite", "onnxruntime-cuda", "onnxruntime"], threads=[1, 2])
     cuda = get_runner("onnxruntime-cuda").is_available().ok
     want = [("onnxruntime-cuda", None)] * cuda + [("onnxruntime", 1), ("onnxruntime", 2)]
@@ -139,8 +142,8 @@ def test_plan_skips_with_reasons_and_rejects_unknown_runtimes(paper_build):
 
 
 def test_missing_build_is_a_clear_error(tmp_path):
-    with pytest.raises(BenchError, match="meshport build"):
-        find_build(MODEL, tmp_path)
+    with pytest.raises(BuildRecordError, match="meshport build"):
+        BuildRecord.load(tmp_path, modelzoo.get_spec(MODEL))
 
 
 def test_cuda_and_coreml_runners_say_why_they_are_unavailable():
@@ -299,7 +302,7 @@ def test_benchmark_command(tmp_path, binary):
 def test_android_records_like_any_target(tmp_path, binary, paper_build):
     adb, log = _fake_adb(tmp_path, (DATA / "adb_devices.txt").read_text())
     dev = AndroidDevice(binary, adb=str(adb))
-    entry = {"path": "m-fp32.tflite", "format": "tflite", "precision": "fp32"}
+    entry = ArtifactRecord("m-fp32.tflite", "tflite", "fp32", sha256="", bytes=4)
     (tmp_path / "m-fp32.tflite").write_bytes(b"TFL3")
     records = dev.bench_artifact("m", tmp_path, entry, default_variants([1]), runs=20, warmup=2,
                                  tool_versions={"ai-edge-litert": "2.1.0"})
@@ -314,7 +317,7 @@ def test_android_records_like_any_target(tmp_path, binary, paper_build):
     write_latency(tmp_path / "latency.json", "m", records)
     assert len(read_latency(tmp_path / "latency.json")[0]) == 2
     with pytest.raises(Exception, match="tflite"):
-        dev.bench_artifact("m", tmp_path, {**entry, "format": "onnx"}, default_variants(), 1, 0, {})
+        dev.bench_artifact("m", tmp_path, dataclasses.replace(entry, format="onnx"), default_variants(), 1, 0, {})
 
 
 # -- the CLI ---------------------------------------------------------------------------------------
@@ -345,7 +348,7 @@ def test_cli_bench_table_and_errors(paper_build, capsys):
         _cli(MODEL, "--build", str(paper_build), "--runs", "0")
     with pytest.raises(ValueError, match="no .tflite"):
         _cli(MODEL, "--build", str(paper_build), "--android", str(paper_build / "benchmark_model"))
-    with pytest.raises(BenchError, match="no build"):
+    with pytest.raises(BuildRecordError, match="no build record"):
         _cli("attention_mesh", "--build", str(paper_build))
     with pytest.raises(BenchError, match="exactly"):
         _cli("--compare", "attention_mesh", MODEL, "--build", str(paper_build))

@@ -9,7 +9,9 @@ from PIL import Image
 
 from modelzoo.data import SAMPLE_PHOTO
 from modelzoo.photo import load_image
-from validation.pipeline import PipelineBuildError, compare_photos, open_pipeline
+from runtime.record import BuildRecordError
+from modelzoo.photo.networks import PipelineBuildError, open_pipeline
+from validation.pipeline import compare_photos
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +44,9 @@ def test_every_format_finds_the_same_faces_and_landmarks(photo_results, fmt, pre
 
 def test_missing_artifacts_are_clear_errors(detector_build, tmp_path):
     with ExitStack() as stack:
-        with pytest.raises(PipelineBuildError, match="no build of face_detector"):
+        with pytest.raises(BuildRecordError, match="no build record of face_detector"):
             open_pipeline(stack, build=tmp_path, fmt="tflite")
-        with pytest.raises(PipelineBuildError, match="attention_mesh has no coreml/int8 artifact"):
+        with pytest.raises(BuildRecordError, match="attention_mesh has no coreml/int8 artifact"):
             open_pipeline(stack, build=detector_build.parent, fmt="coreml", precision="int8")
         # the detector ships no int8: an int8 landmark model is paired with the fp32 detector
         pipe = open_pipeline(stack, build=detector_build.parent, fmt="tflite", precision="int8")

@@ -9,8 +9,9 @@ import onnx
 import pytest
 
 from validation.compare import ParityError
-from validation.runners import get_runner
-from validation.validate import BuildRecordError, require_passed, validate
+from runtime.runners import get_runner
+from runtime.record import BuildRecordError
+from validation.validate import require_passed, validate
 
 MODEL = "attention_mesh"
 
@@ -50,14 +51,14 @@ def test_shifting_any_output_of_any_candidate_on_any_input_fails_validate_naming
     from modelzoo.tolerances import resolve
     from validation.validate import judge
     v, spec = validated, modelzoo.get_spec(MODEL)
-    entries = {a["path"]: a for a in v.record["artifacts"]}
+    entries = v.record.by_path()
     candidates = [rid for rid in v.outputs if rid != "pytorch"]
     assert len(candidates) >= 9
     for rid in candidates:
         path, runner = rid.split("@")
         entry, compute = entries[path], get_runner(runner).compute
         for out in spec.outputs:
-            b = resolve(spec, entry["format"], entry["precision"], out.name, compute)
+            b = resolve(spec, entry.format, entry.precision, out.name, compute)
             shift = 3 * max(x for x in (b.atol, b.max_px) if x is not None)
             for case in v.cases:
                 got = {c: ({**o, out.name: o[out.name] + shift} if c == case.name else o)

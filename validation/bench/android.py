@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from validation.runners import RunnerError
+from runtime.record import ArtifactRecord
+from runtime.runners import RunnerError
 
 from .records import LatencyRecord
 
@@ -341,17 +342,17 @@ class AndroidDevice:
             raise BenchmarkOutputError(f"benchmark_model exited {proc.returncode}")
         return parse_benchmark_output(text), text
 
-    def bench_artifact(self, model: str, root: Path, entry: dict, variants: Sequence[Variant], runs: int,
+    def bench_artifact(self, model: str, root: Path, entry: ArtifactRecord, variants: Sequence[Variant], runs: int,
                        warmup: int, tool_versions: dict[str, str], op_profiling: bool = False) -> list[LatencyRecord]:
         """Push one .tflite artifact and the binary, run every variant, return records."""
-        if entry["format"] != "tflite":
-            raise AndroidError(f"benchmark_model runs .tflite artifacts, not {entry['format']} ({entry['path']})")
-        local = Path(root) / entry["path"]
+        if entry.format != "tflite":
+            raise AndroidError(f"benchmark_model runs .tflite artifacts, not {entry.format} ({entry.path})")
+        local = Path(root) / entry.path
         if not local.exists():
             raise AndroidError(f"artifact not found: {local}")
         binary = self.push(self.benchmark_binary, "benchmark_model")
         self._adb("shell", "chmod", "755", binary)
-        graph = self.push(local, Path(entry["path"]).name)
+        graph = self.push(local, Path(entry.path).name)
         device = self.model_name()
         versions = {**tool_versions, "benchmark_model": _sha12(self.benchmark_binary)}
         records = []
@@ -366,7 +367,7 @@ class AndroidDevice:
             if out.op_profile:
                 extra["op_profile"] = out.op_profile
             records.append(LatencyRecord(
-                model=model, artifact=entry["path"], format="tflite", precision=entry["precision"],
+                model=model, artifact=entry.path, format="tflite", precision=entry.precision,
                 runtime=v.runtime, device=device, threads=v.threads, warmup=warmup, runs=runs,
                 median_ms=out.median_ms, p90_ms=None, min_ms=out.min_ms, peak_rss_mb=out.peak_memory_mb,
                 tool_versions=versions, extra={k: x for k, x in extra.items() if x is not None}))

@@ -6,14 +6,12 @@ same inputs: the real sample face for the full models, and the cascade's own cro
 crops, one lips crop, made by the cascade's crop code) for its eye & iris and lips models."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +19,10 @@ import numpy as np
 import modelzoo
 from runtime.tflite import Graph
 
-from .harness import BenchError, find_build, tool_versions
+from runtime.files import write_json_atomic
+from runtime.record import BuildRecord
+
+from .harness import BenchError, tool_versions
 from .stats import host_description, summarize
 from . import tflite_profile as tp
 
@@ -147,12 +148,11 @@ def export_cascade_parts(out_dir: Path | str, formats: Sequence[str] = ("onnx", 
 
 
 def _onnx_to_tflite(onnx_path: Path, out: Path, shape: tuple[int, ...]) -> None:
-    from converters.onnx_tflite import _onnx2tf   # the offline recipe: calibration file + venv bin on PATH
-    spec = SimpleNamespace(inputs=(SimpleNamespace(name="image", shape=shape),))
+    from converters.onnx_tflite import run_onnx2tf
     with tempfile.TemporaryDirectory(prefix="meshport-bench-") as tmp:
         work = Path(tmp)
         shutil.copy(onnx_path, work / onnx_path.name)
-        produced = _onnx2tf(work / onnx_path.name, work, spec, quantize=False)
+        produced = run_onnx2tf(work / onnx_path.name, work, "image", shape[-1])
         tmp_out = out.with_name(f".{out.name}.part")
         shutil.copy(produced / f"{onnx_path.stem}_float32.tflite", tmp_out)
         tmp_out.replace(out)
@@ -449,9 +449,9 @@ def run_compare(models: Sequence[str], build_dir: Path | str, runtimes: Sequence
     if list(models) != ["attention_mesh", "face_mesh_cascade"]:
         raise BenchError("--compare supports exactly: attention_mesh face_mesh_cascade (the paper's Table 1)")
     say = progress or (lambda m: None)
-    root, record = find_build("attention_mesh", build_dir)
-    arts = {a["format"]: root / a["path"] for a in record["artifacts"] if a["precision"] == "fp32"
-            and a["format"] in ("onnx", "tflite")}
+    record = BuildRecord.load(build_dir, modelzoo.get_spec("attention_mesh"))
+    root = record.root
+    arts = {a.format: record.file(a) for a in record.select(["onnx", "tflite"], ["fp32"])}
     fmts = sorted({"onnx" if r == "onnxruntime" else "tflite" for r in runtimes})
     missing = [f for f in fmts if f not in arts]
     if missing:
@@ -469,8 +469,6 @@ def run_compare(models: Sequence[str], build_dir: Path | str, runtimes: Sequence
         say("GridSample lowering, op by op (~1–2 min)")
         out["lowering"] = lowering_cost(arts["tflite"], threads).to_json()
     path = root / "compare.json"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, out)
     out["path"] = str(path)
     return out

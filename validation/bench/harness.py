@@ -3,7 +3,6 @@
 timed region), median/p90/min, threads, peak RSS, tool versions → latency.json."""
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +11,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 import modelzoo
-from validation.runners import (RUNNERS, Runner, RunnerError, RunnerUnavailable, get_runner, runner_for,
-                                runs_on_gpu)
+from runtime.record import ArtifactRecord, BuildRecord
+from runtime.runners import Runner, RunnerError, RunnerUnavailable, get_runner, runner_for, runs_on_gpu
 
-from . import runners as _extra_runners  # noqa: F401  (registers the CUDA and Core ML compute-unit runners)
 from .records import LATENCY_JSON, LatencyRecord, write_latency
 from .stats import PeakRSS, host_description, summarize
 
@@ -35,12 +33,12 @@ class BenchError(RunnerError):
 @dataclass(frozen=True)
 class Job:
     runtime: str
-    entry: dict | None          # build.json artifact entry; None for eager PyTorch
+    entry: ArtifactRecord | None    # the artifact; None for eager PyTorch
     threads: int | None
 
     @property
     def artifact(self) -> str:
-        return self.entry["path"] if self.entry else "pytorch"
+        return self.entry.path if self.entry else "pytorch"
 
     @property
     def label(self) -> str:
@@ -68,24 +66,6 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def find_build(model_id: str, build_dir: Path | str) -> tuple[Path, dict]:
-    """(model root, build record) for `model_id` under `build_dir` (the `--out` of `build`, or the
-    model's own directory)."""
-    build_dir = Path(build_dir)
-    for root in (build_dir / model_id, build_dir):
-        path = root / "build.json"
-        if path.exists():
-            try:
-                record = json.loads(path.read_text())
-            except ValueError as exc:
-                raise BenchError(f"{path} is not valid JSON: {exc}") from exc
-            if record.get("model") != model_id:
-                continue
-            return root, record
-    raise BenchError(f"no build of {model_id} under {build_dir} (looked for {build_dir / model_id / 'build.json'}); "
-                     f"run `meshport build {model_id} --out {build_dir}` first")
-
-
 def face_feed(spec) -> dict[str, np.ndarray]:
     """The real sample face at the model's input size, NCHW float32 (the same bytes for every runtime)."""
     from modelzoo.data import sample_face
@@ -93,7 +73,7 @@ def face_feed(spec) -> dict[str, np.ndarray]:
     return {inp.name: sample_face(int(inp.shape[-1]))}
 
 
-def plan(record: dict, runtimes: Sequence[str] | None = None, threads: Sequence[int] = (1,),
+def plan(record: BuildRecord, runtimes: Sequence[str] | None = None, threads: Sequence[int] = (1,),
          precisions: Sequence[str] | None = None) -> tuple[list[Job], list[dict]]:
     """Jobs for the artifacts of one build record, and what is skipped (with the reason)."""
     names = list(runtimes) if runtimes else list(DEFAULT_RUNTIMES)
@@ -101,10 +81,9 @@ def plan(record: dict, runtimes: Sequence[str] | None = None, threads: Sequence[
     for name in names:
         cls = get_runner(name)   # unknown names raise with the list of known ones
         if cls.format == "pytorch":
-            entries: list[dict | None] = [None]
+            entries: list[ArtifactRecord | None] = [None]
         else:
-            entries = [a for a in record.get("artifacts", []) if a["format"] == cls.format
-                       and (not precisions or a["precision"] in precisions)]
+            entries = record.select([cls.format], precisions)
             if not entries:
                 skipped.append({"runtime": name, "artifact": None,
                                 "reason": f"the build has no {cls.format} artifact"
@@ -113,7 +92,7 @@ def plan(record: dict, runtimes: Sequence[str] | None = None, threads: Sequence[
         avail = cls.is_available()
         if not avail.ok:
             for e in entries:
-                skipped.append({"runtime": name, "artifact": e["path"] if e else "pytorch", "reason": avail.reason})
+                skipped.append({"runtime": name, "artifact": e.path if e else "pytorch", "reason": avail.reason})
             continue
         for e in entries:
             for t in (threads if name in THREADED else (None,)):
@@ -123,11 +102,10 @@ def plan(record: dict, runtimes: Sequence[str] | None = None, threads: Sequence[
 
 def device_for(runtime: str) -> str:
     if runtime == "onnxruntime-cuda":
-        from .runners import OnnxRuntimeCudaRunner
-        return OnnxRuntimeCudaRunner.device()
+        return get_runner(runtime).device()
     if runs_on_gpu(runtime):
         # On a software Vulkan driver (lavapipe) the figure is the host's CPU, labelled so.
-        from converters.litert_gpu import require_available
+        from runtime.litert_gpu import require_available
         gpu = require_available()
         return f"{gpu.describe()} on {host_description()}" if gpu.software else gpu.describe()
     return host_description()
@@ -159,8 +137,9 @@ def bench_build(model_id: str, build_dir: Path | str, runtimes: Sequence[str] | 
                 write: bool = True) -> BenchResult:
     """Measure every artifact of a build on every requested runtime; write latency.json beside
     build.json (unless `write` is False) and return the records."""
-    root, record = find_build(model_id, build_dir)
     spec = modelzoo.get_spec(model_id)
+    record = BuildRecord.load(build_dir, spec)
+    root = record.root
     jobs, skipped = plan(record, runtimes, threads, precisions)
     if not jobs:
         raise BenchError(f"nothing to measure for {model_id}: " + "; ".join(
@@ -193,13 +172,13 @@ def bench_build(model_id: str, build_dir: Path | str, runtimes: Sequence[str] | 
             if hasattr(runner, "compute_units"):
                 extra["compute_units"] = runner.compute_units
             if runs_on_gpu(job.runtime):
-                from converters.litert_gpu import require_available
+                from runtime.litert_gpu import require_available
                 gpu = require_available()
                 extra.update(gpu=gpu.to_json(), arithmetic="fp32" if runner.enforce_f32 else "fp16",
                              latency_kind="software rasteriser: not device latency" if gpu.software else "device")
             result.records.append(LatencyRecord(
-                model=model_id, artifact=job.artifact, format=job.entry["format"] if job.entry else "pytorch",
-                precision=job.entry["precision"] if job.entry else "fp32", runtime=job.runtime,
+                model=model_id, artifact=job.artifact, format=job.entry.format if job.entry else "pytorch",
+                precision=job.entry.precision if job.entry else "fp32", runtime=job.runtime,
                 device=device_for(job.runtime), threads=job.threads, warmup=warmup, runs=runs,
                 median_ms=s.median_ms, p90_ms=s.p90_ms, min_ms=s.min_ms, peak_rss_mb=rss, tool_versions=versions,
                 extra=extra))

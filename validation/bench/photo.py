@@ -8,11 +8,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 
+from runtime.errors import UsageError
 from modelzoo.photo import detection_roi, load_image
 
-from ..pipeline import open_pipeline
+from modelzoo.photo.networks import open_pipeline
 from .harness import tool_versions
 from .stats import host_description, summarize
 
@@ -25,7 +25,7 @@ def bench_photo(photo: Path | str, build: Path | str | None = None, *, fmt: str 
     """Timings (ms) of `runs` pipeline passes over one photo; written to
     <build>/<landmark_model>/photo_latency.json when `write` and a build is given."""
     if runs < 1 or warmup < 0:
-        raise ValueError(f"need runs ≥ 1 and warmup ≥ 0 (got {runs}, {warmup})")
+        raise UsageError(f"need runs ≥ 1 and warmup ≥ 0 (got {runs}, {warmup})")
     image = load_image(photo)
     times: dict[str, list[float]] = {k: [] for k in ("total", "detect", "landmarks", "detector_net",
                                                     "landmark_net")}

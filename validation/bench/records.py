@@ -4,12 +4,12 @@ and device runs of one build accumulate in one file."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from validation.runners import RunnerError
+from runtime.files import write_json_atomic
+from runtime.runners import RunnerError
 
 LATENCY_JSON = "latency.json"
 # The contract's fields, in order; anything else a record carries goes after them.
@@ -88,8 +88,5 @@ def write_latency(path: Path, model: str, records: list[LatencyRecord], skipped:
     skipped += [s for s in old_skipped if (s.get("artifact"), s.get("runtime")) not in skip_keys | ran]
     data = {"schema": SCHEMA, "model": model, "records": [r.to_json() for r in kept + records],
             "skipped": skipped}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data)
     return path

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from modelzoo.errors import MeshportError
+from .errors import MeshportError
 
 
 class UnsupportedMILOpError(MeshportError):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from converters.mil_eval import OPS, UnsupportedMILOpError
+from runtime.mil import OPS, UnsupportedMILOpError
 
 rng = np.random.default_rng(0)
 
@@ -127,7 +127,7 @@ TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maxi
 
 @pytest.mark.slow
 def test_every_op_of_our_programs_has_a_unit_test(full_build):
-    from converters.mil_eval import MILProgram
+    from runtime.mil import MILProgram
     root, _ = full_build
     for precision in ("fp32", "fp16"):
         ops = set(MILProgram(root / f"attention_mesh-{precision}.mlpackage").op_types) - {"const"}
@@ -136,7 +136,7 @@ def test_every_op_of_our_programs_has_a_unit_test(full_build):
 
 @pytest.mark.slow
 def test_every_op_of_the_detector_programs_has_a_unit_test(detector_build):
-    from converters.mil_eval import MILProgram
+    from runtime.mil import MILProgram
     for precision in ("fp32", "fp16"):
         ops = set(MILProgram(detector_build / f"face_detector-{precision}.mlpackage").op_types) - {"const"}
         assert ops <= TESTED_OPS, ops - TESTED_OPS

@@ -1,22 +1,20 @@
 """One contract test for every runner, parametrised over the registry."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 import modelzoo
 from modelzoo.data import sample_face
-from validation.runners import (RUNNERS, InputMismatchError, OutputError, RunnerError, RunnerUnavailable, get_runner,
-                                runner_for)
+from runtime.record import BuildRecord
+from runtime.runners import (RUNNERS, InputMismatchError, OutputError, RunnerError, RunnerUnavailable, get_runner,
+                             runner_for)
 
 SPEC = modelzoo.get_spec("attention_mesh")
 
 
 def _entry(root, fmt, precision="fp32"):
-    record = json.loads((root / "build.json").read_text())
-    return next(a for a in record["artifacts"] if a["format"] == fmt and a["precision"] == precision)
+    return BuildRecord.read(root / "build.json").artifact(fmt, precision)
 
 
 def _make(name, root):
@@ -76,7 +74,7 @@ def test_gpu_runner_says_why_without_a_vulkan_adapter():
     import subprocess
     import sys
     from pathlib import Path
-    code = ("from validation.runners import get_runner\n"
+    code = ("from runtime.runners import get_runner\n"
             "a = get_runner('tflite-gpu').is_available()\n"
             "assert not a.ok\n"
             "print(a.reason)")
@@ -108,7 +106,7 @@ def test_missing_and_corrupt_artifacts(tmp_path):
 def test_layouts_come_from_the_declaration(full_build, face):
     root, _ = full_build
     entry = _entry(root, "tflite")
-    wrong = get_runner("tflite")(SPEC, root / entry["path"], input_layout="NCHW")  # declared wrongly
+    wrong = get_runner("tflite")(SPEC, root / entry.path, input_layout="NCHW")  # declared wrongly
     with pytest.raises(RunnerError, match="declared layout NCHW"):
         wrong.infer(face)
 
@@ -121,3 +119,41 @@ def test_nan_outputs_are_a_typed_error(full_build, face):
     bad[0, 0, 10, 10] = np.nan
     with pytest.raises(OutputError, match="NaN"):
         r.infer({"image": bad})
+
+
+@pytest.mark.slow
+def test_without_a_spec_a_runner_runs_the_artifacts_own_io(full_build, face):
+    """spec=None: feeds and outputs are the artifact's own, in its native layout; TFLite also
+    loads from bytes. The same numbers as through the spec."""
+    root, _ = full_build
+    entry = _entry(root, "tflite")
+    want = runner_for("tflite", SPEC, root, entry).infer(face)
+    nhwc = np.ascontiguousarray(face["image"].transpose(0, 2, 3, 1))
+    with get_runner("tflite")(None, (root / entry.path).read_bytes()) as r:
+        assert r.input_names == ["image"]
+        got = r.run_native({"image": nhwc})
+        assert r.last_inference_ms > 0
+    assert set(got) == set(want)
+    for k in want:
+        assert np.array_equal(got[k].reshape(want[k].shape), want[k]), k
+    with get_runner("tflite")(None, root / entry.path, preserve_all_tensors=True) as r:
+        r.run_native({"image": nhwc})
+        assert len([t for t in r.tensors() if t[2].dtype == np.float32]) > 100
+
+
+def test_registry_lists_every_runtime_and_refuses_duplicates():
+    from runtime.errors import RegistryError
+    from runtime.runners import register_runner
+    assert {"pytorch", "onnxruntime", "onnxruntime-cuda", "tflite", "tflite-ref", "tflite-gpu", "tflite-gpu-f32",
+            "coreml", "coreml-cpu", "coreml-cpu-gpu", "coreml-all", "mil"} <= set(RUNNERS)
+    with pytest.raises(RegistryError, match="already registered"):
+        register_runner(get_runner("tflite"))
+    with pytest.raises(RegistryError, match="known: "):
+        get_runner("tensorrt")
+
+
+def test_runner_for_refuses_another_format(tmp_path):
+    from runtime.record import ArtifactRecord
+    entry = ArtifactRecord("m.onnx", "onnx", "fp32", "", 0)
+    with pytest.raises(RunnerError, match="runs tflite artifacts, not onnx"):
+        runner_for("tflite", SPEC, tmp_path, entry)

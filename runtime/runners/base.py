@@ -1,6 +1,12 @@
 """The runner contract: every runtime behind one interface (load / infer / close, a context
-manager). The base class checks feeds against the model spec, converts layouts explicitly from
-the artifact's declared layout (never guessed from shapes), checks outputs and times inference."""
+manager), the one way Meshport runs an artifact.
+
+With a model spec (anything with `inputs`/`outputs` of named tensors in the spec's layout, images
+NCHW) the base class checks feeds against it, converts layouts explicitly from the artifact's
+declared layout (never guessed from shapes), checks outputs (names, shapes, finite) and times
+inference. Without one (`spec=None`: a sub-model cut for profiling, a conversion probe) feeds and
+outputs are the artifact's own, in its native layout. `run_native` skips the layout conversion
+for callers that prepare native feeds outside a timed loop."""
 from __future__ import annotations
 
 import time
@@ -11,8 +17,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from modelzoo.errors import MeshportError, RegistryError
-from modelzoo.spec import ModelSpec
+from ..errors import MeshportError
+from ..registry import Registry
 
 
 class RunnerError(MeshportError):
@@ -38,7 +44,8 @@ class Availability:
 
 
 class Runner(ABC):
-    """Feeds and outputs are always in the spec's layout (images NCHW); runners convert."""
+    """Feeds and outputs are in the spec's layout (images NCHW); runners convert. `artifact` is a
+    path, or the model's bytes for runtimes that load from memory (TFLite)."""
 
     name: ClassVar[str]
     format: ClassVar[str]
@@ -47,13 +54,14 @@ class Runner(ABC):
     compute: ClassVar[str | None] = None
     on_gpu: ClassVar[bool] = False        # runs on LiteRT's GPU accelerator (device and localiser follow)
 
-    def __init__(self, spec: ModelSpec, artifact: Path | None = None, *, input_layout: str | None = None,
-                 threads: int | None = None):
+    def __init__(self, spec: Any | None, artifact: Path | str | bytes | None = None, *,
+                 input_layout: str | None = None, threads: int | None = None):
         self.spec = spec
-        self.artifact = Path(artifact) if artifact is not None else None
+        self.artifact = (None if artifact is None else bytes(artifact) if isinstance(artifact, (bytes, bytearray))
+                         else Path(artifact))
         self.threads = threads
         # Layout of the artifact's image input as declared by the build record (e.g. "NHWC").
-        self.input_layout = input_layout or spec.inputs[0].layout
+        self.input_layout = input_layout or (spec.inputs[0].layout if spec is not None else None)
         self.last_inference_ms: float | None = None
         self._loaded = False
 
@@ -67,14 +75,14 @@ class Runner(ABC):
         avail = self.is_available()
         if not avail.ok:
             raise RunnerUnavailable(f"{self.name}: {avail.reason}")
-        if self.artifact is not None and not self.artifact.exists():
+        if isinstance(self.artifact, Path) and not self.artifact.exists():
             raise RunnerError(f"{self.name}: artifact not found: {self.artifact}")
         try:
             self._load_impl()
         except RunnerError:
             raise
         except Exception as exc:
-            where = f" {self.artifact}" if self.artifact else ""
+            where = f" {self.artifact}" if isinstance(self.artifact, Path) else ""
             raise RunnerError(f"{self.name}: cannot load{where}: {type(exc).__name__}: {exc}") from exc
         self._loaded = True
         return self
@@ -92,19 +100,46 @@ class Runner(ABC):
 
     # -- inference -----------------------------------------------------------------------------
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not self._loaded:
-            self.load()
+        """Run one feed in the spec's layout; outputs checked against the spec (without a spec:
+        the artifact's own inputs and outputs, unchecked)."""
+        if self.spec is None:
+            return self.run_native(feed)
         self._check_feed(feed)
         native = {k: self._to_native(k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in feed.items()}
+        return self._check_outputs(self.run_native(native))
+
+    def run_native(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run feeds already in the artifact's own layout and dtype; outputs as the runtime returns
+        them. `last_inference_ms` times exactly this call's inference."""
+        if not self._loaded:
+            self.load()
         t0 = time.perf_counter()
         try:
-            out = self._infer_impl(native)
+            out = self._infer_impl(feed)
         except RunnerError:
             raise
         except Exception as exc:
             raise RunnerError(f"{self.name}: inference failed: {type(exc).__name__}: {exc}") from exc
         self.last_inference_ms = (time.perf_counter() - t0) * 1e3
-        return self._check_outputs(out)
+        return out
+
+    @property
+    def input_names(self) -> list[str]:
+        """The artifact's input names, in its order (after `load`)."""
+        return list(self._native_inputs())
+
+    def _native_inputs(self) -> dict[str, tuple[int, ...]]:
+        """Input name → shape as the loaded runtime declares them (runners override)."""
+        return {t.name: tuple(1 if d is None else d for d in t.shape) for t in self.spec.inputs}
+
+    def _check_native_inputs(self) -> None:
+        """With a spec, the artifact must have exactly the spec's inputs."""
+        if self.spec is None:
+            return
+        names, want = set(self._native_inputs()), {t.name for t in self.spec.inputs}
+        if names != want:
+            where = self.artifact.name if isinstance(self.artifact, Path) else "the model"
+            raise RunnerError(f"{self.name}: {where} has inputs {sorted(names)}, spec {sorted(want)}")
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> None:
         want = {t.name: t for t in self.spec.inputs}
@@ -157,14 +192,11 @@ class Runner(ABC):
         pass
 
 
-RUNNERS: dict[str, type[Runner]] = {}
+RUNNERS: Registry[type[Runner]] = Registry("runner")
 
 
 def register_runner(cls: type[Runner]) -> type[Runner]:
-    if cls.name in RUNNERS:
-        raise RegistryError(f"runner {cls.name!r} is already registered")
-    RUNNERS[cls.name] = cls
-    return cls
+    return RUNNERS.add(cls.name, cls)
 
 
 def runs_on_gpu(name: str) -> bool:
@@ -173,6 +205,12 @@ def runs_on_gpu(name: str) -> bool:
 
 
 def get_runner(name: str) -> type[Runner]:
-    if name not in RUNNERS:
-        raise RegistryError(f"unknown runner {name!r}; known: {', '.join(sorted(RUNNERS))}")
-    return RUNNERS[name]
+    return RUNNERS.get_known(name)
+
+
+def runner_for(name: str, spec: Any, root: Path | str, entry: Any, threads: int | None = None) -> Runner:
+    """A runner for one artifact of a build record (`entry`: a `runtime.record.ArtifactRecord`)."""
+    cls = get_runner(name)
+    if cls.format != entry.format:
+        raise RunnerError(f"runner {name} runs {cls.format} artifacts, not {entry.format}")
+    return cls(spec, Path(root) / entry.path, input_layout=entry.input_layout, threads=threads)

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import numpy as np
 
-from modelzoo.errors import MeshportError
-from runtime.tflite import Graph
+from .errors import MeshportError
+from .tflite import Graph
 
 
 class GpuUnavailable(MeshportError):
@@ -219,7 +219,7 @@ def _last_error(log: str) -> str | None:
 # -- availability ------------------------------------------------------------------------------
 _PROBE = r"""
 import json, sys
-from converters.litert_gpu import _probe_in_process
+from runtime.litert_gpu import _probe_in_process
 print("MESHPORT_GPU_PROBE " + json.dumps(_probe_in_process()))
 """
 _availability: tuple[GpuDevice | None, str] | None = None
@@ -316,7 +316,7 @@ def dynamic_check(model: bytes, seed: int = 0, rtol: float = 1e-4) -> DynamicVer
     """Compile `model` on the GPU accelerator alone (fp32 arithmetic), run it on seeded inputs and
     compare with TFLite's reference kernels on the CPU: the GPU verdict of a model with no spec.
     Float inputs are uniform in [0, 40) (index-like magnitudes), int32 inputs in [0, 5)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from .runners import get_runner
     try:
         gpu = GpuModel(model, enforce_f32=True)
     except GpuCompileError as exc:
@@ -324,23 +324,14 @@ def dynamic_check(model: bytes, seed: int = 0, rtol: float = 1e-4) -> DynamicVer
     try:
         rng = np.random.default_rng(seed)
 
-        def sample(d: dict) -> np.ndarray:
-            return (rng.integers(0, 5, d["shape"]) if np.issubdtype(d["dtype"], np.integer)
-                    else rng.random(d["shape"]) * 40).astype(d["dtype"])
+        def sample(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+            return (rng.integers(0, 5, shape) if np.issubdtype(dtype, np.integer)
+                    else rng.random(shape) * 40).astype(dtype)
 
-        cpu = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        sigs = cpu.get_signature_list()
-        if sigs:                      # the same signature names the GPU side uses
-            runner = cpu.get_signature_runner(next(iter(sigs)))
-            feed = {n: sample(d) for n, d in runner.get_input_details().items()}
-            want = runner(**feed)
-        else:
-            cpu.allocate_tensors()
-            feed = {d["name"]: sample(d) for d in cpu.get_input_details()}
-            for d in cpu.get_input_details():
-                cpu.set_tensor(d["index"], feed[d["name"]])
-            cpu.invoke()
-            want = {d["name"]: cpu.get_tensor(d["index"]) for d in cpu.get_output_details()}
+        signed = bool(Graph.from_bytes(model, "model").signatures())
+        with get_runner("tflite-ref")(None, model, by_signature=signed) as cpu:
+            feed = {n: sample(shape, dtype) for n, (shape, dtype) in cpu.input_details().items()}
+            want = cpu.run_native(feed)    # with a signature: the same names the GPU side uses
         got = gpu.run(feed)
     finally:
         gpu.close()
@@ -361,13 +352,12 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
     outputs of one chunk of ops at a time. A divergence counts only where `confirm` of the next
     three float op outputs diverge too (a fused op's own output is not materialised on the GPU).
     None when every op output is reproduced."""
-    from ai_edge_litert.interpreter import Interpreter
+    from .runners import get_runner
 
-    cpu = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
-    cpu.allocate_tensors()
-    for d in cpu.get_input_details():
-        cpu.set_tensor(d["index"], next(iter(feed.values())) if len(feed) == 1 else feed[d["name"]])
-    cpu.invoke()
+    with get_runner("tflite")(None, model, preserve_all_tensors=True) as cpu:
+        names = cpu.input_names
+        cpu.run_native({names[0]: next(iter(feed.values()))} if len(feed) == 1 else feed)
+        cpu_values = {i: v for i, _, v in cpu.tensors()}
     graph = Graph.from_bytes(model, "model")
     every_op = range(len(graph.ops))
     outs = [(op.index, t) for op in graph.ops for t in op.outputs
@@ -384,7 +374,7 @@ def first_gpu_divergence(model: bytes, feed: dict[str, np.ndarray], *, enforce_f
         finally:
             gpu.close()
         for (i, t), g in zip(part, got):
-            ref = cpu.get_tensor(t)
+            ref = cpu_values[t]
             with np.errstate(invalid="ignore", over="ignore"):
                 diff = np.abs(g.reshape(ref.shape).astype(np.float64) - ref)
             err = float(np.nan_to_num(diff, nan=np.inf).max())        # a NaN the CPU has not is a divergence

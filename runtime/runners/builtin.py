@@ -1,47 +1,19 @@
-"""The runners: PyTorch, ONNX Runtime (CPU), TFLite (XNNPACK, reference kernels, and LiteRT's GPU
-accelerator in fp16 and fp32), Core ML (macOS only) and the MIL reference evaluator (any OS)."""
+"""The built-in runners: ONNX Runtime (CPU), TFLite (XNNPACK, reference kernels, and LiteRT's GPU
+accelerator in fp16 and fp32), Core ML (macOS only) and the MIL reference evaluator (any OS).
+The PyTorch reference runner lives with the zoo (`modelzoo.runner`), which owns the models."""
 from __future__ import annotations
 
 import platform
-from typing import Any
-
 import numpy as np
 
-import modelzoo
-
 from .base import Availability, Runner, RunnerError, register_runner
-
-
-@register_runner
-class TorchRunner(Runner):
-    """The reference: the zoo model itself (imported weights when it has them)."""
-
-    name = "pytorch"
-    format = "pytorch"
-
-    def __init__(self, spec, artifact=None, *, model: Any = None, **kw):
-        super().__init__(spec, None, **kw)
-        self.model = model
-
-    def _load_impl(self) -> None:
-        import torch
-        if self.model is None:
-            self.model = modelzoo.load_model(self.spec.id, pretrained=modelzoo.has_pretrained(self.spec.id))
-        if self.threads:
-            torch.set_num_threads(self.threads)
-
-    def _infer_impl(self, feed):
-        import torch
-        (name,) = feed
-        with torch.no_grad():
-            out = self.model(torch.from_numpy(feed[name]))
-        return {k: v.numpy() for k, v in out.items()}
 
 
 @register_runner
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     format = "onnx"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
     def _load_impl(self) -> None:
         import onnxruntime as ort
@@ -49,12 +21,13 @@ class OnnxRuntimeRunner(Runner):
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.artifact), opts, providers=["CPUExecutionProvider"])
+        model = self.artifact if isinstance(self.artifact, bytes) else str(self.artifact)
+        self.session = ort.InferenceSession(model, opts, providers=list(self.providers))
         self.output_names = [o.name for o in self.session.get_outputs()]
-        names = {i.name for i in self.session.get_inputs()}
-        want = {t.name for t in self.spec.inputs}
-        if names != want:
-            raise RunnerError(f"{self.name}: {self.artifact.name} has inputs {sorted(names)}, spec {sorted(want)}")
+        self._check_native_inputs()
+
+    def _native_inputs(self):
+        return {i.name: tuple(i.shape) for i in self.session.get_inputs()}
 
     def _infer_impl(self, feed):
         return dict(zip(self.output_names, self.session.run(None, feed)))
@@ -62,26 +35,52 @@ class OnnxRuntimeRunner(Runner):
 
 @register_runner
 class TFLiteRunner(Runner):
-    """TFLite through ai_edge_litert with the default XNNPACK delegate."""
+    """TFLite through ai_edge_litert with the default XNNPACK delegate. `preserve_all_tensors`
+    keeps every intermediate readable after a run (`tensors`), for localisation; `by_signature`
+    feeds and reads the model's (first) signature by its names (as LiteRT's CompiledModel does)."""
 
     name = "tflite"
     format = "tflite"
     resolver = "AUTO"
 
+    def __init__(self, spec, artifact=None, *, preserve_all_tensors: bool = False, by_signature: bool = False,
+                 **kw):
+        super().__init__(spec, artifact, **kw)
+        self.preserve_all_tensors = preserve_all_tensors
+        self.by_signature = by_signature
+        self.signature = None
+
     def _load_impl(self) -> None:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        kind = getattr(OpResolverType, self.resolver)
-        self.interpreter = Interpreter(model_path=str(self.artifact), num_threads=self.threads or 1,
-                                       experimental_op_resolver_type=kind)
+        where = ({"model_content": self.artifact} if isinstance(self.artifact, bytes)
+                 else {"model_path": str(self.artifact)})
+        self.interpreter = Interpreter(**where, num_threads=self.threads or 1,
+                                       experimental_op_resolver_type=getattr(OpResolverType, self.resolver),
+                                       experimental_preserve_all_tensors=self.preserve_all_tensors)
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
-        names = {d["name"] for d in self.inputs}
-        want = {t.name for t in self.spec.inputs}
-        if names != want:
-            raise RunnerError(f"{self.name}: {self.artifact.name} has inputs {sorted(names)}, spec {sorted(want)}")
+        if self.by_signature:
+            keys = list(self.interpreter.get_signature_list())
+            if not keys:
+                raise RunnerError(f"{self.name}: the model has no signature")
+            self.signature = self.interpreter.get_signature_runner(keys[0])
+        self._check_native_inputs()
+
+    def _native_inputs(self):
+        if self.signature is not None:
+            return {n: tuple(int(s) for s in d["shape"]) for n, d in self.signature.get_input_details().items()}
+        return {d["name"]: tuple(int(s) for s in d["shape"]) for d in self.inputs}
+
+    def input_details(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Input name → (shape, dtype) as the model declares them (after `load`)."""
+        details = (self.signature.get_input_details() if self.signature is not None
+                   else {d["name"]: d for d in self.inputs})
+        return {n: (tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"])) for n, d in details.items()}
 
     def _infer_impl(self, feed):
+        if self.signature is not None:
+            return self.signature(**feed)
         it = self.interpreter
         for d in self.inputs:
             x = feed[d["name"]]
@@ -91,6 +90,17 @@ class TFLiteRunner(Runner):
             it.set_tensor(d["index"], x)
         it.invoke()
         return {d["name"]: it.get_tensor(d["index"]) for d in self.outputs}
+
+    def tensors(self) -> list[tuple[int, str, np.ndarray]]:
+        """(index, name, value) of every tensor with data after the last run (needs
+        `preserve_all_tensors` for intermediates)."""
+        values = []
+        for d in self.interpreter.get_tensor_details():
+            try:
+                values.append((d["index"], d["name"], np.array(self.interpreter.get_tensor(d["index"]))))
+            except ValueError:          # tensors without data (scratch, empty optional inputs)
+                pass
+        return values
 
 
 @register_runner
@@ -114,20 +124,20 @@ class TFLiteGpuRunner(Runner):
 
     @classmethod
     def is_available(cls) -> Availability:
-        from converters.litert_gpu import availability
+        from runtime.litert_gpu import availability
         device, why = availability()
         return Availability(device is not None, why)
 
     def _load_impl(self) -> None:
-        from converters.litert_gpu import GpuCompileError, GpuModel
+        from runtime.litert_gpu import GpuCompileError, GpuModel
         try:
             self.model = GpuModel(self.artifact, enforce_f32=self.enforce_f32)
         except GpuCompileError as exc:
             raise RunnerError(f"{self.name}: {exc}") from exc
-        want = {t.name for t in self.spec.inputs}
-        if set(self.model.input_names) != want:
-            raise RunnerError(f"{self.name}: {self.artifact.name} has inputs {sorted(self.model.input_names)}, "
-                              f"spec {sorted(want)}")
+        self._check_native_inputs()
+
+    def _native_inputs(self):
+        return {n: () for n in self.model.input_names}
 
     def _infer_impl(self, feed):
         return self.model.run(feed)
@@ -175,7 +185,7 @@ class MILReferenceRunner(Runner):
     format = "coreml"
 
     def _load_impl(self) -> None:
-        from converters.mil_eval import MILProgram
+        from runtime.mil import MILProgram
         self.program = MILProgram(self.artifact)
 
     def _infer_impl(self, feed):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from validation.runners import Availability, RunnerError, RunnerUnavailable, register_runner
-from validation.runners.impl import CoreMLRunner, OnnxRuntimeRunner
+from .base import Availability, RunnerError, RunnerUnavailable, register_runner
+from .builtin import CoreMLRunner, OnnxRuntimeRunner
 
 
 @register_runner
@@ -15,6 +15,7 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
 
     name = "onnxruntime-cuda"
     format = "onnx"
+    providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
     @classmethod
     def is_available(cls) -> Availability:
@@ -29,24 +30,15 @@ class OnnxRuntimeCudaRunner(OnnxRuntimeRunner):
         return Availability(True)
 
     def _load_impl(self) -> None:
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.artifact), opts,
-                                                providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+            super()._load_impl()
+        except RunnerError:
+            raise
         except Exception as exc:
             raise RunnerUnavailable(f"{self.name}: CUDA session failed: {type(exc).__name__}: {exc}") from exc
         if self.session.get_providers()[0] != "CUDAExecutionProvider":
             raise RunnerUnavailable(f"{self.name}: onnxruntime fell back to {self.session.get_providers()} "
                                     "(no usable CUDA device or CUDA/cuDNN libraries)")
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        names = {i.name for i in self.session.get_inputs()}
-        want = {t.name for t in self.spec.inputs}
-        if names != want:
-            raise RunnerError(f"{self.name}: {self.artifact.name} has inputs {sorted(names)}, spec {sorted(want)}")
 
     @staticmethod
     def device() -> str:
