@@ -1,6 +1,6 @@
 """`meshport bench`: latency of every built artifact on every available runtime (latency.json),
-Android phones through adb, and `--compare attention_mesh face_mesh_cascade` (the paper's Table 1,
-ours vs MediaPipe's network, the GridSample lowering's share). Wire it in with
+the whole photo pipeline per image, and Android phones through adb. (The paper's Table 1 is an
+experiment outside the product: `python -m experiments.table1`.) Wire it in with
 `add_bench_command(subparsers)`."""
 from __future__ import annotations
 
@@ -56,12 +56,10 @@ class _Bar:
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise UsageError(f"--runs must be ≥ 1 and --warmup ≥ 0 (got {args.runs}, {args.warmup})")
-    if args.compare:
-        return _compare(args)
     if args.photo is not None:
         return _photo(args)
     if not args.model:
-        raise UsageError("bench needs a MODEL (or --compare A B)")
+        raise UsageError("bench needs a MODEL")
     if args.android:
         return _android(args)
     from validation.bench import bench_build, format_table, plan
@@ -143,49 +141,12 @@ def _photo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
-    from validation.bench.compare import COMPARE_RUNTIMES, LoweringCost, run_compare
-
-    runtimes = _split(args.runtimes) or list(COMPARE_RUNTIMES)
-    threads = _threads(args.threads)
-    if len(threads) != 1:
-        raise UsageError("--compare runs at one thread setting; give a single --threads value")
-    rounds = (args.runs + args.warmup) * (len(runtimes) + 1)
-    bar = _Bar(rounds, not (args.json or args.quiet))
-    try:
-        out = run_compare(args.compare, args.build, runtimes=runtimes, threads=threads[0], runs=args.runs,
-                          warmup=args.warmup, mediapipe=not args.no_mediapipe, lowering=not args.no_lowering,
-                          cache_dir=args.cache_dir, progress=bar.say, tick=bar.tick)
-    finally:
-        bar.close()
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
-    from validation.bench.compare import MediaPipeComparison, Table1
-    for t in out["table1"]:
-        print(Table1(**{k: t[k] for k in ("runtime", "threads", "runs", "warmup", "device", "rows", "ratio",
-                                          "notes")}).format())
-        print()
-    if "mediapipe" in out:
-        m = out["mediapipe"]
-        print(MediaPipeComparison(m["threads"], m["runs"], m["rows"], m["ratio"], m["backbone_ratio"],
-                                  m["op_counts"], m.get("round_ratio")).format())
-        print()
-    if "lowering" in out:
-        lw = out["lowering"]
-        print(LoweringCost(lw["full_ms"], lw["op_sum_ms"], lw["overhead_ms"], lw["groups"], lw["sampler_cut_ms"],
-                           [tuple(k) for k in lw["top_kinds"]]).format())
-    print(f"→ {out['path']}")
-    return 0
-
-
 def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `bench` to the `meshport` sub-commands (as build_parser() adds `build`)."""
     p = subparsers.add_parser("bench", help="latency of built artifacts per runtime; writes latency.json",
                               description="Warm-up, N timed runs (perf_counter), median/p90/min, peak RSS and tool "
                                           "versions per artifact × runtime × threads → DIR/<model>/latency.json. "
-                                          "--android drives a phone through adb with TFLite's benchmark_model; "
-                                          "--compare reproduces the paper's Table 1.")
+                                          "--android drives a phone through adb with TFLite's benchmark_model.")
     p.add_argument("model", nargs="?", help="zoo model id (as built with `meshport build MODEL --out DIR`)")
     p.add_argument("--build", default="build", help="the build directory (the --out of `build`; default: build)")
     p.add_argument("--runtimes", help="comma-separated runners (default: pytorch, onnxruntime, tflite, tflite-ref, "
@@ -200,16 +161,11 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--adb", help="adb binary (default: $ADB or adb on PATH)")
     p.add_argument("--serial", help="adb device serial (default: the only attached device)")
     p.add_argument("--op-profiling", action="store_true", help="with --android: benchmark_model's per-op profile")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                   help="Table 1: attention_mesh face_mesh_cascade, interleaved on the same runtime and inputs")
     p.add_argument("--photo", nargs="?", const="", default=None, metavar="PHOTO",
                    help="time the whole photo pipeline (detector → landmarks) per image on PHOTO (default: the "
                         "sample photo), with the face_detector and MODEL artifacts of --build")
     p.add_argument("--format", default="tflite", choices=("pytorch", "onnx", "tflite", "coreml"),
                    help="with --photo: which artifacts run the pipeline (default: tflite)")
-    p.add_argument("--no-mediapipe", action="store_true", help="with --compare: skip ours vs MediaPipe's network")
-    p.add_argument("--no-lowering", action="store_true", help="with --compare: skip the op-by-op lowering cost")
-    p.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory (MediaPipe's .tflite)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)

@@ -72,6 +72,8 @@ class Runner(ABC):
 
     # -- lifecycle -----------------------------------------------------------------------------
     def load(self) -> "Runner":
+        if self._loaded:
+            return self
         avail = self.is_available()
         if not avail.ok:
             raise RunnerUnavailable(f"{self.name}: {avail.reason}")

@@ -91,6 +91,23 @@ class TFLiteRunner(Runner):
         it.invoke()
         return {d["name"]: it.get_tensor(d["index"]) for d in self.outputs}
 
+    def time_invoke(self, feed: dict[str, np.ndarray], runs: int, warmup: int) -> list[float]:
+        """Set native `feed` once, then time `runs` bare invocations (ms) after `warmup` untimed
+        ones: the runtime's own cost, no input or output copies (the op profiler's unit)."""
+        import time
+        if not self._loaded:
+            self.load()
+        for d in self.inputs:
+            self.interpreter.set_tensor(d["index"], feed[d["name"]])
+        for _ in range(warmup):
+            self.interpreter.invoke()
+        out = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.interpreter.invoke()
+            out.append((time.perf_counter() - t0) * 1e3)
+        return out
+
     def tensors(self) -> list[tuple[int, str, np.ndarray]]:
         """(index, name, value) of every tensor with data after the last run (needs
         `preserve_all_tensors` for intermediates)."""

@@ -13,14 +13,13 @@ with `runtime.tflite.Graph` (its `submodel`) are used:
   overhead removed."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from runtime.runners import RunnerError
+from runtime.runners import RunnerError, get_runner
 from runtime.tflite import Graph
 
 
@@ -78,46 +77,30 @@ def cut_model(buf: bytes, inputs: Sequence[str | int], outputs: Sequence[str | i
     return g.submodel(needed_ops(g, outs, ins), ins, outs)
 
 
-def interpreter(buf: bytes, threads: int = 1, reference: bool = False, preserve: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-    it = Interpreter(model_content=bytes(buf), num_threads=threads, experimental_op_resolver_type=kind,
-                     experimental_preserve_all_tensors=preserve)
-    it.allocate_tensors()
-    return it
+def open_model(buf: bytes, threads: int = 1, reference: bool = False, preserve: bool = False):
+    """A loaded TFLite runner (no spec: the model's own I/O) on XNNPACK or the reference kernels."""
+    return get_runner("tflite-ref" if reference else "tflite")(None, bytes(buf), threads=threads,
+                                                                 preserve_all_tensors=preserve).load()
 
 
-def time_interpreter(it, feed: dict[str, np.ndarray] | Sequence[np.ndarray], runs: int, warmup: int) -> list[float]:
-    """Set the inputs once, then time `runs` invoke() calls (ms) after `warmup` untimed ones."""
-    details = it.get_input_details()
-    values = list(feed.values()) if isinstance(feed, dict) else list(feed)
-    if isinstance(feed, dict):
-        values = [feed[d["name"]] if d["name"] in feed else values[i] for i, d in enumerate(details)]
-    for d, v in zip(details, values):
-        it.set_tensor(d["index"], np.asarray(v, dtype=d["dtype"]).reshape(d["shape"]))
-    for _ in range(warmup):
-        it.invoke()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        it.invoke()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+def native_feed(runner, values: dict[str, np.ndarray] | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Feeds by input name in the model's shapes and dtypes; positional values in input order."""
+    details = runner.input_details()
+    if isinstance(values, dict):
+        values = [values[n] if n in values else list(values.values())[i] for i, n in enumerate(details)]
+    return {n: np.asarray(v, dtype=dt).reshape(shape) for (n, (shape, dt)), v in zip(details.items(), values)}
+
+
+def time_model(runner, feed: dict[str, np.ndarray] | Sequence[np.ndarray], runs: int, warmup: int) -> list[float]:
+    """Set the inputs once, then time `runs` invocations (ms) after `warmup` untimed ones."""
+    return runner.time_invoke(native_feed(runner, feed), runs, warmup)
 
 
 def all_tensors(buf: bytes, feed: Sequence[np.ndarray]) -> dict[int, np.ndarray]:
     """Every tensor's value in one run of the model (index → array)."""
-    it = interpreter(buf, preserve=True)
-    for d, v in zip(it.get_input_details(), feed):
-        it.set_tensor(d["index"], np.asarray(v, dtype=d["dtype"]).reshape(d["shape"]))
-    it.invoke()
-    out = {}
-    for d in it.get_tensor_details():
-        try:
-            out[d["index"]] = it.get_tensor(d["index"])
-        except ValueError:
-            pass
-    return out
+    with open_model(buf, preserve=True) as r:
+        r.run_native(native_feed(r, feed))
+        return {i: v for i, _, v in r.tensors()}
 
 
 @dataclass
@@ -166,8 +149,9 @@ def op_profile(buf: bytes, feed: Sequence[np.ndarray], threads: int = 1, runs: i
     for op in g.ops:
         ins = list(dict.fromkeys(t for t in op.inputs if t >= 0 and not g.tensor(t).const))
         try:   # only this op's buffers keep their bytes, so each one-op model serialises small
-            it = interpreter(g.submodel([op.index], ins, op.outputs, only_used_buffers=True), threads, reference)
-            t = time_interpreter(it, [values[j] for j in ins], runs, warmup)
+            with open_model(g.submodel([op.index], ins, op.outputs, only_used_buffers=True), threads,
+                            reference) as r:
+                t = time_model(r, [values[j] for j in ins], runs, warmup)
         except Exception as exc:  # an op that cannot stand alone is reported, not guessed
             notes.append(f"op {op.index} {op.kind}: not timed alone ({type(exc).__name__}: {exc})")
             continue

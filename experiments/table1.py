@@ -1,12 +1,16 @@
-"""The paper's Table 1 side by side (attention mesh vs the cascade of mesh, lips and eye & iris
+"""A reproduction outside the product: the paper's Table 1 side by side (attention mesh vs the cascade of mesh, lips and eye & iris
 models), our TFLite against MediaPipe's own network, and the GridSample lowering's share.
 
 Everything here is measured interleaved (A B A B …) in one process on the same runtime and the
 same inputs: the real sample face for the full models, and the cascade's own crops of it (two eye
-crops, one lips crop, made by the cascade's crop code) for its eye & iris and lips models."""
+crops, one lips crop, made by the cascade's crop code) for its eye & iris and lips models.
+
+    python -m experiments.table1 --build DIR [--runtimes tflite,onnxruntime] [--threads 1] [--runs 100]
+
+needs `DIR/attention_mesh/` built with onnx and tflite fp32; writes `DIR/attention_mesh/compare.json`."""
 from __future__ import annotations
 
-import json
+import argparse
 import shutil
 import tempfile
 import time
@@ -17,14 +21,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 import modelzoo
-from runtime.tflite import Graph
-
-from runtime.files import write_json_atomic
+from runtime.errors import FileFormatError, UsageError
+from runtime.files import atomic_path, read_json, write_bytes_atomic, write_json_atomic
 from runtime.record import BuildRecord
-
-from .harness import BenchError, tool_versions
-from .stats import host_description, summarize
-from . import tflite_profile as tp
+from runtime.runners import get_runner
+from runtime.tflite import Graph
+from validation.bench import tflite_profile as tp
+from validation.bench.harness import BenchError, tool_versions
+from validation.bench.stats import host_description, summarize
 
 PART_SHAPES = {"mesh": (1, 3, 192, 192), "iris": (1, 3, 64, 64), "lips": (1, 3, 64, 64)}
 PART_OUTPUTS = {"mesh": ["mesh", "face_flag_logit"], "iris": ["eye", "iris"], "lips": ["lips"]}
@@ -37,44 +41,25 @@ MP_HEAD_OUT = ("conv_lips", "conv_left_eye", "conv_left_iris", "conv_right_eye",
 
 # -- sessions: one call = set inputs, run, read outputs (the same for every model compared) ---------
 
-class Session:
-    """A model loaded on one runtime; `__call__` runs one NCHW float32 feed (converted beforehand)."""
+def session(model: Path | bytes, runtime: str, threads: int = 1):
+    """A loaded runner (no spec: the model's own I/O) on one of the runtimes compared."""
+    if runtime not in COMPARE_RUNTIMES + ("tflite-ref",):
+        raise UsageError(f"Table 1 runs on {', '.join(COMPARE_RUNTIMES)} or tflite-ref, not {runtime!r}")
+    return get_runner(runtime)(None, model if isinstance(model, bytes) else Path(model), threads=threads).load()
 
-    def __init__(self, path: Path | bytes, runtime: str, threads: int = 1):
-        self.runtime, self.threads = runtime, threads
-        if runtime == "onnxruntime":
-            import onnxruntime as ort
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-            self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            self.names = [i.name for i in self.sess.get_inputs()]
-        elif runtime in ("tflite", "tflite-ref"):
-            buf = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
-            self.it = tp.interpreter(buf, threads, reference=runtime == "tflite-ref")
-            self.inputs = self.it.get_input_details()
-            self.outputs = self.it.get_output_details()
-        else:
-            raise BenchError(f"--compare runs on {', '.join(COMPARE_RUNTIMES)} or tflite-ref, not {runtime!r}")
 
-    def prepare(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Feeds in the runtime's layout (NHWC for TFLite inputs of rank 4), outside the timed call."""
-        if self.runtime == "onnxruntime":
-            return [np.ascontiguousarray(x, np.float32) for x in xs]
-        out = []
-        for d, x in zip(self.inputs, xs):
-            x = np.asarray(x, np.float32)
-            if x.ndim == 4 and tuple(d["shape"]) != x.shape:
-                x = x.transpose(0, 2, 3, 1)
-            out.append(np.ascontiguousarray(x).reshape(d["shape"]))
-        return out
-
-    def __call__(self, feed: list[np.ndarray]):
-        if self.runtime == "onnxruntime":
-            return self.sess.run(None, dict(zip(self.names, feed)))
-        for d, x in zip(self.inputs, feed):
-            self.it.set_tensor(d["index"], x)
-        self.it.invoke()
-        return [self.it.get_tensor(d["index"]) for d in self.outputs]
+def prepare(runner, xs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """NCHW float32 feeds in the runtime's own layout (NHWC where a TFLite input wants it), by
+    input name, made outside the timed call."""
+    if runner.format == "onnx":
+        return {n: np.ascontiguousarray(x, np.float32) for n, x in zip(runner.input_names, xs)}
+    feed = {}
+    for (name, (shape, _)), x in zip(runner.input_details().items(), xs):
+        x = np.asarray(x, np.float32)
+        if x.ndim == 4 and shape != x.shape:
+            x = x.transpose(0, 2, 3, 1)
+        feed[name] = np.ascontiguousarray(x).reshape(shape)
+    return feed
 
 
 def interleave(calls: dict[str, Callable[[], object]], runs: int, warmup: int,
@@ -119,7 +104,10 @@ def export_cascade_parts(out_dir: Path | str, formats: Sequence[str] = ("onnx", 
     model = modelzoo.load_model("face_mesh_cascade", pretrained=modelzoo.has_pretrained("face_mesh_cascade"))
     key = {"weights": weights_digest(model), "tools": tool_versions(), "opset": 16}
     record_path = out_dir / "parts.json"
-    old = json.loads(record_path.read_text()) if record_path.exists() else {}
+    try:
+        old = read_json(record_path, "cascade parts record")
+    except FileFormatError:            # none yet, or a torn/corrupt one: export again
+        old = {}
     result: dict[str, dict[str, Path]] = {}
     say = progress or (lambda m: None)
     for part in PART_SHAPES:
@@ -129,12 +117,9 @@ def export_cascade_parts(out_dir: Path | str, formats: Sequence[str] = ("onnx", 
         fresh = old.get("key") == key and onnx_path.exists()
         if not fresh:
             say(f"cascade {part}: torch → onnx")
-            out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = onnx_path.with_name(f".{onnx_path.name}.part")
-            with torch.no_grad():
+            with atomic_path(onnx_path) as tmp, torch.no_grad():
                 torch.onnx.export(net, (torch.zeros(PART_SHAPES[part]),), str(tmp), dynamo=False, opset_version=16,
                                   input_names=["image"], output_names=PART_OUTPUTS[part], do_constant_folding=True)
-            tmp.replace(onnx_path)
         result[part]["onnx"] = onnx_path
         if "tflite" in formats:
             tfl = out_dir / f"cascade_{part}-fp32.tflite"
@@ -142,8 +127,8 @@ def export_cascade_parts(out_dir: Path | str, formats: Sequence[str] = ("onnx", 
                 say(f"cascade {part}: onnx → tflite (onnx2tf, ~1 min)")
                 _onnx_to_tflite(onnx_path, tfl, PART_SHAPES[part])
             result[part]["tflite"] = tfl
-    record_path.write_text(json.dumps({"key": key, "parts": {p: {f: v.name for f, v in d.items()}
-                                                              for p, d in result.items()}}, indent=2))
+    write_json_atomic(record_path, {"key": key, "parts": {p: {f: v.name for f, v in d.items()}
+                                                          for p, d in result.items()}})
     return result
 
 
@@ -153,9 +138,7 @@ def _onnx_to_tflite(onnx_path: Path, out: Path, shape: tuple[int, ...]) -> None:
         work = Path(tmp)
         shutil.copy(onnx_path, work / onnx_path.name)
         produced = run_onnx2tf(work / onnx_path.name, work, "image", shape[-1])
-        tmp_out = out.with_name(f".{out.name}.part")
-        shutil.copy(produced / f"{onnx_path.stem}_float32.tflite", tmp_out)
-        tmp_out.replace(out)
+        write_bytes_atomic(out, (produced / f"{onnx_path.stem}_float32.tflite").read_bytes())
 
 
 def cascade_inputs(size: int = 192) -> dict[str, list[np.ndarray]]:
@@ -213,15 +196,21 @@ def table1(attention_artifacts: dict[str, Path], parts: dict[str, dict[str, Path
     if fmt not in attention_artifacts:
         raise BenchError(f"the attention mesh build has no {fmt} fp32 artifact for {runtime}")
     inputs = cascade_inputs()
-    att = Session(attention_artifacts[fmt], runtime, threads)
-    mesh, iris, lips = (Session(parts[p][fmt], runtime, threads) for p in ("mesh", "iris", "lips"))
-    feeds = {"attention": att.prepare(inputs["image"]), "mesh": mesh.prepare(inputs["image"]),
-             "left": iris.prepare(inputs["left_eye"]), "right": iris.prepare(inputs["right_eye"]),
-             "lips": lips.prepare(inputs["lips"])}
-    calls = {"attention mesh": lambda: att(feeds["attention"]), "mesh": lambda: mesh(feeds["mesh"]),
-             "eye & iris (left)": lambda: iris(feeds["left"]), "eye & iris (right)": lambda: iris(feeds["right"]),
-             "lips": lambda: lips(feeds["lips"])}
-    t = interleave(calls, runs, warmup, progress)
+    att = session(attention_artifacts[fmt], runtime, threads)
+    mesh, iris, lips = (session(parts[p][fmt], runtime, threads) for p in ("mesh", "iris", "lips"))
+    feeds = {"attention": prepare(att, inputs["image"]), "mesh": prepare(mesh, inputs["image"]),
+             "left": prepare(iris, inputs["left_eye"]), "right": prepare(iris, inputs["right_eye"]),
+             "lips": prepare(lips, inputs["lips"])}
+    calls = {"attention mesh": lambda: att.run_native(feeds["attention"]),
+             "mesh": lambda: mesh.run_native(feeds["mesh"]),
+             "eye & iris (left)": lambda: iris.run_native(feeds["left"]),
+             "eye & iris (right)": lambda: iris.run_native(feeds["right"]),
+             "lips": lambda: lips.run_native(feeds["lips"])}
+    try:
+        t = interleave(calls, runs, warmup, progress)
+    finally:
+        for r in (att, mesh, iris, lips):
+            r.close()
     eyes = [a + b for a, b in zip(t["eye & iris (left)"], t["eye & iris (right)"])]
     cascade = [m + e + l for m, e, l in zip(t["mesh"], eyes, t["lips"])]
     rows = {"mesh": _row(t["mesh"]), "lips": _row(t["lips"]), "eye & iris (×2)": _row(eyes),
@@ -297,13 +286,18 @@ def compare_mediapipe(our_tflite: Path, threads: int = 1, runs: int = 100, warmu
     ours_bb = our_backbone_cut(ours)
     x = sample_face(192)
     rng = np.random.default_rng(0)
-    s_ours, s_bb = Session(ours, "tflite", threads), Session(ours_bb, "tflite", threads)
-    s_mpb, s_mph = Session(cuts["backbone"], "tflite", threads), Session(cuts["heads"], "tflite", threads)
-    f_ours, f_bb, f_mpb = s_ours.prepare([x]), s_bb.prepare([x]), s_mpb.prepare([x])
+    s_ours, s_bb = session(ours, "tflite", threads), session(ours_bb, "tflite", threads)
+    s_mpb, s_mph = session(cuts["backbone"], "tflite", threads), session(cuts["heads"], "tflite", threads)
+    f_ours, f_bb, f_mpb = prepare(s_ours, [x]), prepare(s_bb, [x]), prepare(s_mpb, [x])
     # Head inputs: crops are data for convolutions only (fp32 cost does not depend on values).
-    f_mph = [rng.uniform(0, 1, d["shape"]).astype(np.float32) for d in s_mph.inputs]
-    t = interleave({"ours": lambda: s_ours(f_ours), "ours_bb": lambda: s_bb(f_bb),
-                    "mp_bb": lambda: s_mpb(f_mpb), "mp_heads": lambda: s_mph(f_mph)}, runs, warmup, progress)
+    f_mph = {n: rng.uniform(0, 1, shape).astype(np.float32) for n, (shape, _) in s_mph.input_details().items()}
+    try:
+        t = interleave({"ours": lambda: s_ours.run_native(f_ours), "ours_bb": lambda: s_bb.run_native(f_bb),
+                        "mp_bb": lambda: s_mpb.run_native(f_mpb), "mp_heads": lambda: s_mph.run_native(f_mph)},
+                       runs, warmup, progress)
+    finally:
+        for r in (s_ours, s_bb, s_mpb, s_mph):
+            r.close()
     mp = [a + b for a, b in zip(t["mp_bb"], t["mp_heads"])]
     per_round = np.array(t["ours"]) / np.array(mp)
     round_ratio = {"median": round(float(np.median(per_round)), 4), "p10": round(float(np.percentile(per_round, 10)), 4),
@@ -417,7 +411,8 @@ def lowering_cost(our_tflite: Path, threads: int = 1, runs: int = 30, warmup: in
     x = sample_face(192).transpose(0, 2, 3, 1).copy()
     groups = sampler_groups(buf)
     prof = tp.op_profile(buf, [x], threads=threads, runs=runs, warmup=warmup)
-    full = float(np.median(tp.time_interpreter(tp.interpreter(buf, threads), [x], full_runs, warmup)))
+    with tp.open_model(buf, threads) as r:
+        full = float(np.median(tp.time_model(r, [x], full_runs, warmup)))
     out = {}
     for name, idx in groups.items():
         out[name] = {"ops": len(idx), "ms": round(sum(o.median_ms for o in prof.ops if o.index in idx), 4),
@@ -433,8 +428,8 @@ def lowering_cost(our_tflite: Path, threads: int = 1, runs: int = 30, warmup: in
     outs = sorted(t for t in produced if t in used_outside or t in g.outputs)
     cut = tp.cut_model(buf, ins, outs)
     values = tp.all_tensors(buf, [x])
-    cut_ms = float(np.median(tp.time_interpreter(tp.interpreter(cut, threads), [values[t] for t in ins],
-                                                 full_runs, warmup)))
+    with tp.open_model(cut, threads) as r:
+        cut_ms = float(np.median(tp.time_model(r, [values[t] for t in ins], full_runs, warmup)))
     return LoweringCost(full, prof.total_ms, prof.overhead_ms, out, cut_ms, prof.by_kind())
 
 
@@ -447,7 +442,7 @@ def run_compare(models: Sequence[str], build_dir: Path | str, runtimes: Sequence
     """Table 1 per runtime, ours vs MediaPipe, and the lowering's share; written to
     <build>/<attention model>/compare.json and returned."""
     if list(models) != ["attention_mesh", "face_mesh_cascade"]:
-        raise BenchError("--compare supports exactly: attention_mesh face_mesh_cascade (the paper's Table 1)")
+        raise UsageError("Table 1 compares exactly: attention_mesh face_mesh_cascade")
     say = progress or (lambda m: None)
     record = BuildRecord.load(build_dir, modelzoo.get_spec("attention_mesh"))
     root = record.root
@@ -472,3 +467,50 @@ def run_compare(models: Sequence[str], build_dir: Path | str, runtimes: Sequence
     write_json_atomic(path, out)
     out["path"] = str(path)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import json
+    import sys
+
+    from runtime.errors import MeshportError
+    p = argparse.ArgumentParser(prog="python -m experiments.table1", description=__doc__.splitlines()[0])
+    p.add_argument("--build", default="build", help="the build directory holding attention_mesh/ (default: build)")
+    p.add_argument("--runtimes", default=",".join(COMPARE_RUNTIMES), help="comma-separated (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=100, help="interleaved timed rounds (default: 100)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--no-mediapipe", action="store_true", help="skip ours vs MediaPipe's network")
+    p.add_argument("--no-lowering", action="store_true", help="skip the op-by-op lowering cost")
+    p.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory (MediaPipe's .tflite)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    say = (lambda m: None) if args.json else (lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    try:
+        out = run_compare(["attention_mesh", "face_mesh_cascade"], args.build,
+                          runtimes=[r for r in args.runtimes.split(",") if r], threads=args.threads, runs=args.runs,
+                          warmup=args.warmup, mediapipe=not args.no_mediapipe, lowering=not args.no_lowering,
+                          cache_dir=args.cache_dir, progress=say)
+    except MeshportError as exc:
+        print(f"table1: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for t in out["table1"]:
+        print(Table1(**{k: t[k] for k in ("runtime", "threads", "runs", "warmup", "device", "rows", "ratio",
+                                          "notes")}).format() + "\n")
+    if "mediapipe" in out:
+        m = out["mediapipe"]
+        print(MediaPipeComparison(m["threads"], m["runs"], m["rows"], m["ratio"], m["backbone_ratio"],
+                                  m["op_counts"], m.get("round_ratio")).format() + "\n")
+    if "lowering" in out:
+        lw = out["lowering"]
+        print(LoweringCost(lw["full_ms"], lw["op_sum_ms"], lw["overhead_ms"], lw["groups"], lw["sampler_cut_ms"],
+                           [tuple(k) for k in lw["top_kinds"]]).format())
+    print(f"→ {out['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
