@@ -15,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
-ROOMS = ("runtime", "modelzoo", "converters", "validation", "artifacts", "meshport")
+ROOMS = ("runtime", "modelzoo", "converters", "validation", "artifacts", "meshport", "experiments")
 SCRIPTS = ("scripts",)
 TESTS = ("tests",)
 FIRST_PARTY = frozenset(ROOMS + SCRIPTS + TESTS + ("conftest",))
