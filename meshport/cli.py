@@ -188,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     rel.set_defaults(func=_cmd_release)
 
     from .bench_cli import add_bench_command
+    from .diff_cli import add_diff_command
     from .store_cli import add_store_commands
     add_bench_command(sub)
     add_store_commands(sub)
+    add_diff_command(sub)
 
     pr = sub.add_parser("predict", help="find every face in a photo and its 478 landmarks (or run on a face crop)")
     pr.add_argument("model", help="landmark model id (e.g. attention_mesh), or face_detector for detections only")
