@@ -15,7 +15,6 @@ import torch
 import modelzoo
 from modelzoo.spec import FORMATS, PRECISIONS
 
-from runtime.files import sha256_path
 from runtime.record import ArtifactRecord, BuildRecord
 
 from .base import ConversionError, Step, StepInputs, Target, list_steps, tool_versions
@@ -78,7 +77,8 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     root = Path(out_dir) / model_id
     model = modelzoo.load_model(model_id, pretrained=modelzoo.has_pretrained(model_id), cache_dir=cache_dir)
     versions = tool_versions()
-    previous = BuildRecord.read_or_empty(root, model_id).by_path()
+    before = BuildRecord.read_or_empty(root, model_id)
+    previous = before.by_path()
     result = BuildResult(model_id, root)
     base_key = {"spec": spec.sha256(), "weights": weights_digest(model), "tools": versions,
                 "require_gpu": require_gpu, "converters": converters_digest()}
@@ -93,7 +93,8 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
             key = hashlib.sha256(json.dumps({**base_key, **extra, "step": step.name, "target": t, "deps": dep_shas},
                                             sort_keys=True).encode()).hexdigest()
             entries[t] = (name, key)
-        stale = [t for t, (name, key) in entries.items() if not _up_to_date(root / name, previous.get(name), key)]
+        stale = [t for t, (name, key) in entries.items()
+                 if not (name in previous and previous[name].get("cache_key") == key and before.intact(previous[name]))]
         for t, (name, _) in entries.items():
             if t not in stale:
                 say(f"{name}: up to date")
@@ -113,7 +114,7 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     # Artifacts of targets not requested this time stay in the record while their files are intact.
     for t, step in steps.items():
         old = previous.get(f"{model_id}{step.makes[t]}")
-        if t not in done and old and (root / old.path).exists() and sha256_path(root / old.path) == old.sha256:
+        if t not in done and old and before.intact(old):
             done[t] = old
     result.artifacts = [done[t] for t in sorted(done, key=_order)]
     BuildRecord(model_id, spec.sha256(), versions, tuple(result.artifacts)).save(root)
@@ -157,10 +158,6 @@ def _groups(targets: list[Target], steps: dict[Target, Step]) -> list[tuple[Step
         groups.setdefault(steps[t].name, []).append(t)
     by_name = {s.name: s for s in steps.values()}
     return [(by_name[name], ts) for name, ts in groups.items()]
-
-
-def _up_to_date(path: Path, old: ArtifactRecord | None, key: str) -> bool:
-    return bool(old and old.get("cache_key") == key and path.exists() and sha256_path(path) == old.sha256)
 
 
 def progress_to_stderr(msg: str) -> None:

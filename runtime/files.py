@@ -72,7 +72,7 @@ def read_json(path: Path | str, what: str = "JSON file", error: type[Exception] 
     except FileNotFoundError as exc:
         raise error(f"no {what} at {path}") from exc
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise error(f"{path} is not a readable {what} ({type(exc).__name__}: {exc})") from exc
+        raise error(f"corrupt {what} {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def sha256_path(path: Path | str) -> str:

@@ -4,13 +4,12 @@ parses and checks it (model id, spec hash) and raises `BuildRecordError` — the
 command reports for a missing, corrupt or stale record; `save` writes it atomically."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import FileFormatError
-from .files import sha256_path, write_json_atomic
+from .files import read_json, sha256_path, write_json_atomic
 
 RECORD = "build.json"
 _CORE = ("path", "format", "precision", "sha256", "bytes", "inputs", "outputs")
@@ -115,12 +114,7 @@ class BuildRecord:
     def read(cls, path: Path | str) -> "BuildRecord":
         """Parse one build.json without checking whose it is."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BuildRecordError(f"no build record at {path}") from None
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise BuildRecordError(f"corrupt build record {path}: {type(exc).__name__}: {exc}") from None
+        data = read_json(path, "build record", BuildRecordError)
         try:
             if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
                 raise ValueError("no artifact list")
@@ -186,6 +180,3 @@ class BuildRecord:
         """Whether the artifact's file is there with the content recorded."""
         p = self.file(artifact)
         return p.exists() and sha256_path(p) == artifact.sha256
-
-    def with_artifacts(self, artifacts: Iterable[ArtifactRecord]) -> "BuildRecord":
-        return replace(self, artifacts=tuple(artifacts))

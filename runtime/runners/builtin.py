@@ -37,13 +37,13 @@ class OnnxRuntimeRunner(Runner):
 class TFLiteRunner(Runner):
     """TFLite through ai_edge_litert with the default XNNPACK delegate. `preserve_all_tensors`
     keeps every intermediate readable after a run (`tensors`), for localisation; `by_signature`
-    feeds and reads the model's (first) signature by its names (as LiteRT's CompiledModel does)."""
+    feeds and reads the model's (first) signature by its names (None: when it has one) (as LiteRT's CompiledModel does)."""
 
     name = "tflite"
     format = "tflite"
     resolver = "AUTO"
 
-    def __init__(self, spec, artifact=None, *, preserve_all_tensors: bool = False, by_signature: bool = False,
+    def __init__(self, spec, artifact=None, *, preserve_all_tensors: bool = False, by_signature: bool | None = False,
                  **kw):
         super().__init__(spec, artifact, **kw)
         self.preserve_all_tensors = preserve_all_tensors
@@ -60,17 +60,17 @@ class TFLiteRunner(Runner):
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
+        keys = list(self.interpreter.get_signature_list())
+        if self.by_signature is None:              # "auto": the signature where the model has one
+            self.by_signature = bool(keys)
         if self.by_signature:
-            keys = list(self.interpreter.get_signature_list())
             if not keys:
                 raise RunnerError(f"{self.name}: the model has no signature")
             self.signature = self.interpreter.get_signature_runner(keys[0])
         self._check_native_inputs()
 
     def _native_inputs(self):
-        if self.signature is not None:
-            return {n: tuple(int(s) for s in d["shape"]) for n, d in self.signature.get_input_details().items()}
-        return {d["name"]: tuple(int(s) for s in d["shape"]) for d in self.inputs}
+        return {n: shape for n, (shape, _) in self.input_details().items()}
 
     def input_details(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Input name → (shape, dtype) as the model declares them (after `load`)."""
