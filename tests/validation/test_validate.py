@@ -12,6 +12,7 @@ from validation.compare import ParityError
 from runtime.runners import get_runner
 from runtime.record import BuildRecordError
 from validation.validate import require_passed, validate
+from tests.validation.headless import SKIP_REASON, find_chromium, load
 
 MODEL = "attention_mesh"
 
@@ -173,32 +174,51 @@ def test_bad_build_records(tmp_path):
         validate(MODEL, tmp_path)
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium: `make test` installs Debian's chromium; "
-                                                  "apt was unavailable here")
+@pytest.mark.skipif(find_chromium() is None, reason=SKIP_REASON)
 def test_report_renders_in_headless_chromium(validated, tmp_path):
-    import subprocess
+    import re
+    from dataclasses import replace
+
     from PIL import Image
+
+    import modelzoo
+    from validation.report import write_report
+    from validation.validate import judge
     shot = tmp_path / "report.png"
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400", f"--screenshot={shot}",
-           (validated.root / "report.html").as_uri()]
-    subprocess.run(cmd, capture_output=True, timeout=120)
+    load(validated.root / "report.html", tmp_path / "profile", "--window-size=1280,2400", f"--screenshot={shot}")
     assert shot.exists()
     with Image.open(shot) as im:
         arr = np.asarray(im.convert("RGB"))
     assert arr.shape[0] == 2400 and arr.std() > 20      # a rendered page, not a blank one
     # The overlay images decoded: many distinct colours beyond the page's text and tables.
     assert len(np.unique(arr.reshape(-1, 3)[::97], axis=0)) > 500
+
+    def verdict_rows(dom):
+        table = re.search(r"<table id=\"verdicts\">(.*?)</table>", dom, re.S)
+        assert table, "no verdict table in the rendered page"
+        return re.findall(r'<tr class="\w+" data-verdict="(\w+)" data-candidate="([^"]+)">(.*?)</tr>',
+                          table.group(1), re.S)
+
+    rows = verdict_rows(load(validated.root / "report.html", tmp_path / "profile", "--dump-dom").stdout)
+    assert rows and {r[0] for r in rows} == {"PASS"}
+    assert {r[1] for r in rows} == {e.candidate for e in validated.edges if e.reference == "pytorch"}
+    # The same validation with the last candidate's landmarks 5 px off on one face: its row comes first, FAIL,
+    # its max px figure followed by the bound it broke.
+    spec, entries = modelzoo.get_spec(MODEL), validated.record.by_path()
+    rid = rows[-1][1]
+    got = {c: ({**o, "landmarks": o["landmarks"] + 5.0} if c == "face-1" else o)
+           for c, o in validated.outputs[rid].items()}
+    edges = [e for e in validated.edges if e.candidate != rid] + judge(
+        spec, "pytorch", rid, entries[rid.split("@")[0]], validated.outputs["pytorch"], got, validated.cases,
+        get_runner(rid.split("@")[1]).compute)
+    broken = replace(validated, edges=edges, root=tmp_path)
+    write_report(broken, tmp_path / "broken.html")
+    rows = verdict_rows(load(tmp_path / "broken.html", tmp_path / "profile", "--dump-dom").stdout)
+    assert [r[:2] for r in rows[:2]] == [("FAIL", rid), ("PASS", rows[1][1])]
+    assert re.search(r'data-metric="max_px"><span class="figure">7\.07</span> <span class="bound">&gt; max_px ',
+                     rows[0][2]), rows[0][2]
+    assert "<details" in (tmp_path / "broken.html").read_text()
 
 
 @pytest.mark.slow
