@@ -1,19 +1,22 @@
-"""Named input sets for validation: seeded random tensors, real faces, and perturbations of the
-real faces (brightness, rotation, partial occlusion). Every array is NCHW float32 in [0,1]."""
+"""Named input sets for validation: seeded random tensors, real faces, perturbations of the
+real faces (brightness, rotation, partial occlusion), and, for landmark models, the face crops
+the photo pipeline makes of real photos (PyTorch detector → ROI → warp), so that a release is
+judged on the inputs `validate --photos` gives it. Every array is NCHW float32 in [0,1]."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from modelzoo.data import SAMPLE_FACES
+from modelzoo.data import SAMPLE_FACES, SAMPLE_PHOTO
 from modelzoo.spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class InputCase:
     name: str
-    kind: str            # "seeded" | "face" | "perturbed"
+    kind: str            # "seeded" | "face" | "perturbed" | "photo-crop"
     array: np.ndarray    # (1,C,H,W) float32
 
     @property
@@ -35,6 +38,35 @@ def _rotate(x: np.ndarray, degrees: float) -> np.ndarray:
     return (np.asarray(img, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
 
 
+# The photos cropped by the pipeline: the sample photo, the same photo mirrored (another crop
+# rotation), and the astronaut face crop taken as a photo (the detector's ROI then reaches past
+# its border, which the warp replicates).
+PHOTOS = (("photo", SAMPLE_PHOTO, False), ("photo-mirrored", SAMPLE_PHOTO, True), ("photo-face-2", SAMPLE_FACES[1], False))
+
+
+@lru_cache(maxsize=8)
+def _photo_crops(size: int, detector: str) -> tuple[tuple[str, np.ndarray], ...]:
+    from modelzoo.photo import FacePipeline, detection_roi, load_image
+    from modelzoo.photo.networks import RunnerNetwork, pytorch_runner
+    out = []
+    with pytorch_runner(detector) as runner:
+        pipeline = FacePipeline(RunnerNetwork(runner), None, detector_size=int(runner.spec.inputs[0].shape[-1]),
+                                landmark_size=size)
+        for name, path, mirrored in PHOTOS:
+            image = load_image(path)
+            if mirrored:
+                image = np.ascontiguousarray(image[:, ::-1])
+            for i, d in enumerate(pipeline.detect(image)):
+                out.append((name if i == 0 else f"{name}-{i + 1}", pipeline.crop(image, detection_roi(d.box, d.keypoints))))
+    return tuple(out)
+
+
+def photo_crops(size: int, detector: str = "face_detector") -> list[InputCase]:
+    """The landmark model's inputs the photo pipeline makes of PHOTOS: every face the PyTorch
+    `detector` finds, its ROI warped to size×size (computed once per process)."""
+    return [InputCase(f"{name}-crop", "photo-crop", a.copy()) for name, a in _photo_crops(size, detector)]
+
+
 def input_sets(spec: ModelSpec, seeds: int = 2) -> list[InputCase]:
     inp = spec.inputs[0]
     shape = tuple(1 if d is None else d for d in inp.shape)
@@ -51,4 +83,6 @@ def input_sets(spec: ModelSpec, seeds: int = 2) -> list[InputCase]:
         occluded = face.copy()
         occluded[:, :, size // 4: size // 2, size // 5: size // 2] = 0.5   # a grey patch over one eye
         cases.append(InputCase(f"face-{i}-occluded", "perturbed", occluded))
+    if spec.landmarks is not None and shape[-2] == shape[-1]:
+        cases += photo_crops(size)
     return cases

@@ -15,6 +15,8 @@ from .. import registry as modelzoo
 from .pipeline import FacePipeline
 
 DETECTOR = "face_detector"
+# The zoo's face detectors the pipeline can use.
+DETECTORS = ("face_detector",)
 
 
 class PipelineBuildError(MeshportError):
@@ -51,33 +53,46 @@ def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime:
     return runner_for(name, spec, record.root, entry, threads=threads)
 
 
-def detector_precision(build: Path | str, fmt: str, precision: str) -> str:
+def pytorch_runner(model: str, threads: int | None = None, cache_dir: Path | None = None) -> Runner:
+    """The "pytorch" runner of a zoo model (its imported weights where it has any)."""
+    return get_runner("pytorch")(modelzoo.get_spec(model), threads=threads,
+                                 model=modelzoo.load_model(model, pretrained=modelzoo.has_pretrained(model),
+                                                           cache_dir=cache_dir))
+
+
+def check_detector(detector: str) -> str:
+    if detector not in DETECTORS:
+        raise PipelineBuildError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
+    return detector
+
+
+def detector_precision(build: Path | str, fmt: str, precision: str, detector: str = DETECTOR) -> str:
     """The detector artifact paired with a landmark model's `precision`: the same precision
     when the detector ships it, else fp32 (the detector ships no int8: see its spec)."""
-    have = built_targets(DETECTOR, build)
+    have = built_targets(detector, build)
     return "fp32" if (fmt, precision) not in have and (fmt, "fp32") in have else precision
 
 
 def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, build: Path | str | None = None,
                   fmt: str = "pytorch", precision: str = "fp32", runtime: str | None = None,
-                  threads: int | None = None, cache_dir: Path | None = None, **options) -> FacePipeline:
+                  threads: int | None = None, cache_dir: Path | None = None, detector: str = DETECTOR,
+                  **options) -> FacePipeline:
     """A FacePipeline whose two networks run on `fmt`/`precision` artifacts of `build`
-    (`<build>/face_detector/`, `<build>/<landmark_model>/`), or on the PyTorch models when
-    fmt is "pytorch"; the detector runs fp32 where it ships no artifact of `precision`.
-    Runners are closed when `stack` closes. `options` go to FacePipeline."""
+    (`<build>/<detector>/`, `<build>/<landmark_model>/`), or on the PyTorch models when
+    fmt is "pytorch"; the detector (one of DETECTORS) runs fp32 where it ships no artifact of
+    `precision`. Runners are closed when `stack` closes. `options` go to FacePipeline."""
     spec = modelzoo.get_spec(landmark_model)
     if spec.landmarks is None or spec.inputs[0].layout != "NCHW":
         raise PipelineBuildError(f"{landmark_model} is not a landmark model taking an NCHW image")
+    check_detector(detector)
     runners = []
-    for model in (DETECTOR, landmark_model):
+    for model in (detector, landmark_model):
         if fmt == "pytorch":
-            r = get_runner("pytorch")(modelzoo.get_spec(model), threads=threads,
-                            model=modelzoo.load_model(model, pretrained=modelzoo.has_pretrained(model),
-                                                      cache_dir=cache_dir))
+            r = pytorch_runner(model, threads, cache_dir)
         else:
             if build is None:
                 raise PipelineBuildError(f"--build is needed to run {fmt} artifacts")
-            prec = detector_precision(build, fmt, precision) if model == DETECTOR else precision
+            prec = detector_precision(build, fmt, precision, detector) if model == detector else precision
             r = _artifact_runner(model, Path(build), fmt, prec, runtime, threads)
         runners.append(stack.enter_context(r))
     det, lm = runners

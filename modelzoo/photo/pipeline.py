@@ -81,10 +81,15 @@ class FacePipeline:
         dets = [d.mapped(lambda p: roi.to_image(p, (s, s))) for d in dets]
         return dets[: self.max_faces] if self.max_faces else dets
 
+    def crop(self, image: np.ndarray, roi: Roi) -> np.ndarray:
+        """The landmark model's input for one ROI: (1,3,s,s) float32 in [0,1], border replicated."""
+        s = self.landmark_size
+        return crop_tensor(image, roi, (s, s), border=BORDER_REPLICATE)
+
     def landmarks(self, image: np.ndarray, roi: Roi) -> tuple[np.ndarray, float, dict[str, np.ndarray]]:
         """(478,3) landmarks in image pixels, the face flag, and region outputs for one ROI."""
         s = self.landmark_size
-        out = self.landmarker(crop_tensor(image, roi, (s, s), border=BORDER_REPLICATE))
+        out = self.landmarker(self.crop(image, roi))
         lm = roi.to_image(np.asarray(out["landmarks"][0], np.float64), (s, s))
         regions = {k: roi.to_image(np.asarray(v[0], np.float64), (s, s)) for k, v in out.items()
                    if k not in ("landmarks", "face_flag") and np.ndim(v) == 3 and np.shape(v)[-1] == 2}

@@ -28,7 +28,7 @@ def test_every_edge_passes_on_every_input_set(validated):
     v = validated
     assert v.passed, [(e.candidate, e.input_set) for e in v.edges if not e.passed]
     kinds = {c.kind for c in v.cases}
-    assert kinds == {"seeded", "face", "perturbed"}
+    assert kinds == {"seeded", "face", "perturbed", "photo-crop"}
     candidates = {e.candidate for e in v.edges if e.reference == "pytorch"}
     for fmt in ("attention_mesh.onnx@", "attention_mesh-fp32.tflite@", "attention_mesh-fp16.tflite@",
                 "attention_mesh-int8.tflite@", "attention_mesh-fp32.mlpackage@mil", "attention_mesh-fp16.mlpackage@mil"):
