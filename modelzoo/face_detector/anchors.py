@@ -1,4 +1,4 @@
-"""SSD anchors of MediaPipe's short-range face detector (SsdAnchorsCalculator semantics).
+"""SSD anchors of MediaPipe's short- and full-range face detectors (SsdAnchorsCalculator semantics).
 
 Layers that share a stride share a feature map; each layer contributes one anchor per aspect
 ratio plus one "interpolated" anchor per cell. With `fixed_anchor_size` every anchor is 1×1
@@ -30,6 +30,9 @@ class AnchorConfig:
 
 
 SHORT_RANGE = AnchorConfig()
+# face_detection_full_range: one layer of stride 4 on the 192 input, one anchor per cell
+# (interpolated_scale_aspect_ratio 0): 48×48 = 2304 anchors, the model's (1, 2304, 16) output.
+FULL_RANGE = AnchorConfig(input_size=192, num_layers=1, strides=(4,), interpolated_scale_aspect_ratio=0.0)
 
 
 def anchor_centres(cfg: AnchorConfig = SHORT_RANGE) -> np.ndarray:
