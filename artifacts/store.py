@@ -146,19 +146,19 @@ class Store:
         """Publish one build as an immutable version. Raises VersionExistsError if it exists (or is
         being published), PublishError if the build cannot be published as it is."""
         say = progress or (lambda m: None)
-        check_model_name(model)
-        v = str(Version.parse(version))
-        aliases = sorted({check_alias(a) for a in aliases})
-        if LATEST in aliases:
-            raise StoreError("'latest' is maintained by the store (the highest release); choose another alias")
-        self.backend._writable()
-        if key is not None and not Path(key).is_file():
-            raise MissingFileError(f"signing key {key} does not exist (create one with `meshport keygen`)")
-        index = self.read_index()                          # a corrupt index stops us before anything is written
-        self._refuse_existing(model, v, index)
+        v, aliases = self._check_publish(model, version, aliases, key)
         manifest, files = prepare_version(model, build_dir, v, formats=formats, precisions=precisions,
                                           aliases=aliases, allow_failed_parity=allow_failed_parity,
                                           require_parity=require_parity, progress=say)
+        return self.publish_prepared(model, v, manifest, files, key=key, aliases=aliases, progress=say)
+
+    def publish_prepared(self, model: str, version: str, manifest: dict[str, Any],
+                         files: list[tuple[str, Path | bytes]], *, key: Path | str | None = None,
+                         aliases: Iterable[str] = (), progress: Progress = None) -> PublishResult:
+        """Sign and upload a version whose manifest and files are already prepared (`publish` of a
+        build, or a pipeline bundle of several builds), then add it to the index."""
+        say = progress or (lambda m: None)
+        v, aliases = self._check_publish(model, version, aliases, key)
         raw = finish_manifest(manifest, files, key)
         manifest = json.loads(raw)
         base = f"{model}/{v}"
@@ -194,6 +194,22 @@ class Store:
                              f"`meshport store repair --store {self.url}` adds it") from exc
         return PublishResult(model, v, self.url, entry["manifest_sha256"], manifest.get("signed_by"),
                              [r["path"] for r in manifest["files"]], aliases)
+
+    def _check_publish(self, model: str, version: str, aliases: Iterable[str],
+                       key: Path | str | None) -> tuple[str, list[str]]:
+        """The checks before anything is written: names, the alias set, the key file, a writable
+        store with a readable index and no such version yet."""
+        check_model_name(model)
+        v = str(Version.parse(version))
+        aliases = sorted({check_alias(a) for a in aliases})
+        if LATEST in aliases:
+            raise StoreError("'latest' is maintained by the store (the highest release); choose another alias")
+        self.backend._writable()
+        if key is not None and not Path(key).is_file():
+            raise MissingFileError(f"signing key {key} does not exist (create one with `meshport keygen`)")
+        index = self.read_index()                          # a corrupt index stops us before anything is written
+        self._refuse_existing(model, v, index)
+        return v, aliases
 
     def _refuse_existing(self, model: str, v: str, index: dict[str, Any] | None) -> None:
         if index is not None and v in index["models"].get(model, {}).get("versions", {}):
