@@ -41,7 +41,7 @@ class ReleaseSummary:
 def release(model_id: str, version: str, store: str | None = None, out: Path | str = "out",
             key: Path | str | None = None, aliases: tuple[str, ...] = (), runs: int = 30,
             say: Say = lambda m: None) -> ReleaseSummary:
-    from artifacts import Store, keygen, release_publish
+    from artifacts import Store, release_publish
     from converters.build import build
     from validation.bench import bench_build
     from validation.validate import require_passed, validate
@@ -54,13 +54,7 @@ def release(model_id: str, version: str, store: str | None = None, out: Path | s
     require_passed(v)
     say(f"[3/4] bench {model_id}")
     bench = bench_build(model_id, out, runs=runs, warmup=max(3, runs // 10))
-    public_key = None
-    if key is None:  # a local release is signed with a project key kept beside the build
-        key_dir = out / "keys"
-        private, public_key = key_dir / PRIVATE_KEY, key_dir / PUBLIC_KEY
-        if not private.exists():
-            private, public_key = keygen(key_dir)
-        key = private
+    key, public_key = release_key(out, key)
     say(f"[4/4] publish {model_id}@{version}")
     st = Store(store)
     published = True
@@ -71,6 +65,19 @@ def release(model_id: str, version: str, store: str | None = None, out: Path | s
         release_publish(model_id, out, version, store, key=key, aliases=aliases)
     return ReleaseSummary(model_id, version, st.url, built.root, v.root / "report.html", public_key, published,
                           _rows(built.record_path, v, bench.records))
+
+
+def release_key(out: Path, key: Path | str | None) -> tuple[Path | str, Path | None]:
+    """(private key, its public key if made here): a local release without `key` is signed with a
+    project key kept beside the build (OUT/keys), created on first use."""
+    if key is not None:
+        return key, None
+    from artifacts import keygen
+    key_dir = Path(out) / "keys"
+    private, public = key_dir / PRIVATE_KEY, key_dir / PUBLIC_KEY
+    if not private.exists():
+        private, public = keygen(key_dir)
+    return private, public
 
 
 def _already_released(store, model: str, version: str, record_path: Path) -> bool:
