@@ -51,6 +51,11 @@ MEDIAPIPE_WHEEL = WheelPin(
     python_version="3.11",
 )
 
+# How specs and model cards name the wheel and credit its weights.
+MEDIAPIPE_SOURCE = f"{MEDIAPIPE_WHEEL.requirement} (PyPI wheel)"
+MEDIAPIPE_ATTRIBUTION = ("Weights from Google MediaPipe (https://github.com/google-ai-edge/mediapipe), "
+                         "Copyright Google LLC, licensed under the Apache License 2.0.")
+
 MEMBERS = {
     m.name: m
     for m in (

@@ -23,9 +23,9 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-# The zoo's own model packages: imported (and so registered) the first time the registry is asked,
-# which keeps `import modelzoo` free of torch.
-ZOO_PACKAGES = ("attention_mesh", "attention_mesh_paper", "face_detector", "face_mesh_cascade")
+# The zoo's own model packages (or the module of a package that registers its models): imported,
+# and so registered, the first time the registry is asked, which keeps `import modelzoo` free of torch.
+ZOO_PACKAGES = ("attention_mesh", "attention_mesh_paper", "face_detector.zoo", "face_mesh_cascade")
 _zoo_loaded = False
 
 

@@ -4,6 +4,8 @@ each sparse constant is expanded to its dense values and its DENSIFY op removed,
 reads like a dense model. Bytes in, bytes out; the file is never changed."""
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 
 from ..errors import WeightImportError
@@ -55,12 +57,18 @@ def sparse_to_dense(shape: tuple[int, ...], sparsity, values: np.ndarray) -> np.
 
 
 def densify(buf: bytes, source: str = "<bytes>") -> bytes:
-    """The model of `buf` with every sparse constant dense and its DENSIFY op gone."""
+    """The model of `buf` with every sparse constant dense and its DENSIFY op gone; a file that
+    is not a readable TFLite model raises WeightImportError."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fbu
     numpy_types = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.FLOAT16: np.float16,
                    schema.TensorType.INT8: np.int8}
-    model = fbu.read_model_from_bytearray(bytearray(buf))
+    if len(buf) < 8 or bytes(buf[4:8]) != b"TFL3":
+        raise WeightImportError(f"{source}: not a TFLite model (the TFL3 identifier is missing)")
+    try:
+        model = fbu.read_model_from_bytearray(bytearray(buf))
+    except (struct.error, ValueError, IndexError, TypeError) as exc:
+        raise WeightImportError(f"{source}: not a readable TFLite model ({exc})") from None
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     for sg in model.subgraphs:
         for t in sg.tensors:

@@ -15,8 +15,10 @@ from .. import registry as modelzoo
 from .pipeline import FacePipeline
 
 DETECTOR = "face_detector"
-# The zoo's face detectors the pipeline can use.
-DETECTORS = ("face_detector",)
+# The zoo's face detectors the pipeline can use (one output contract: boxes, keypoints, scores
+# decoded in the network); short range finds faces down to ~11% of the frame width, full range
+# down to ~4%.
+DETECTORS = ("face_detector", "face_detector_full")
 
 
 class PipelineBuildError(MeshportError):
@@ -96,5 +98,6 @@ def open_pipeline(stack: ExitStack, landmark_model: str = "attention_mesh", *, b
             r = _artifact_runner(model, Path(build), fmt, prec, runtime, threads)
         runners.append(stack.enter_context(r))
     det, lm = runners
+    # The letterbox the detector sees is its own input size (128 short range, 192 full range).
     return FacePipeline(RunnerNetwork(det), RunnerNetwork(lm), detector_size=int(det.spec.inputs[0].shape[-1]),
                         landmark_size=int(lm.spec.inputs[0].shape[-1]), **options)

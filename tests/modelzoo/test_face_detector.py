@@ -70,16 +70,22 @@ def test_imported_weights_reproduce_mediapipe_raw_outputs(detector, which):
         assert cls.max() > 1.0                 # the sample face scores > 0.73
 
 
-def test_outputs_follow_the_spec(detector):
-    spec = modelzoo.get_spec("face_detector")
+@pytest.mark.parametrize("model_id", ["face_detector", "face_detector_full"])
+def test_outputs_follow_the_spec(model_id):
+    """Both detectors: one output contract, shapes from their specs, the input contract enforced."""
+    detector = modelzoo.load_model(model_id, pretrained=False)
+    spec = modelzoo.get_spec(model_id)
+    size = spec.inputs[0].shape[-1]
     with torch.no_grad():
-        out = detector(torch.rand(2, 3, 128, 128))
-    assert set(out) == {o.name for o in spec.outputs}
+        out = detector(torch.rand(2, 3, size, size))
+    assert set(out) == {o.name for o in spec.outputs} == {"boxes", "keypoints", "scores"}
     for o in spec.outputs:
         assert tuple(out[o.name].shape) == tuple(2 if d is None else d for d in o.shape)
     assert float(out["scores"].min()) >= 0 and float(out["scores"].max()) <= 1
     with pytest.raises(modelzoo.InputContractError):
-        detector(torch.rand(1, 128, 128, 3))
+        detector(torch.rand(1, size, size, 3))
+    with pytest.raises(modelzoo.InputContractError):
+        detector(torch.rand(1, 3, size + 64, size + 64))
 
 
 def test_topology_mismatch_is_refused():
