@@ -1,10 +1,12 @@
 """The build: runs the conversion steps of one model into `<out>/<model>/`, skips steps whose
-inputs, options and tool versions are unchanged (content-hash keys), writes build.json."""
+inputs, options and tool versions are unchanged (content-hash keys), writes build.json after
+every finished step (an interrupted build keeps what it finished)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,24 +104,35 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
                 result.skipped.append(name)
         if not stale:
             continue
-        say(f"{', '.join(entries[t][0] for t in stale)}: {step.name} …")
+        label = f"{', '.join(entries[t][0] for t in stale)}: {step.name}"
+        say(f"{label} …")
         inputs = StepInputs(model, spec, {d: root / done[d].path for d in step.needs})
-        arts = step(inputs, {t: root / entries[t][0] for t in stale},
-                    {k: v for k, v in options.items() if k in step.options})
+        with Heartbeat(label, enabled=progress is not None):
+            arts = step(inputs, {t: root / entries[t][0] for t in stale},
+                        {k: v for k, v in options.items() if k in step.options})
         for t, art in zip(stale, arts):
             name, key = entries[t]
             done[t] = ArtifactRecord.from_json({**art.to_json(root), "cache_key": key})
             result.built.append(name)
             say(f"{name}: built in {art.record.get('seconds', 0):.1f} s ({art.bytes / 1e6:.2f} MB)")
-    # Artifacts of targets not requested this time stay in the record while their files are intact.
-    for t, step in steps.items():
-        old = previous.get(f"{model_id}{step.makes[t]}")
-        if t not in done and old and before.intact(old):
-            done[t] = old
-    result.artifacts = [done[t] for t in sorted(done, key=_order)]
-    BuildRecord(model_id, spec.sha256(), versions, tuple(result.artifacts)).save(root)
+        _save(root, model_id, spec.sha256(), versions, done, steps, previous, before)
+    result.artifacts = _save(root, model_id, spec.sha256(), versions, done, steps, previous, before)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _save(root: Path, model_id: str, spec_sha: str, versions: dict, done: dict[Target, ArtifactRecord],
+          steps: dict[Target, Step], previous: dict, before: BuildRecord) -> list[ArtifactRecord]:
+    """Write build.json: what this build has made or found up to date so far, and the artifacts of
+    targets not requested this time while their files are intact."""
+    record = dict(done)
+    for t, step in steps.items():
+        old = previous.get(f"{model_id}{step.makes[t]}")
+        if t not in record and old and before.intact(old):
+            record[t] = old
+    artifacts = [record[t] for t in sorted(record, key=_order)]
+    BuildRecord(model_id, spec_sha, versions, tuple(artifacts)).save(root)
+    return artifacts
 
 
 def converters_digest() -> str:
@@ -162,3 +175,52 @@ def _groups(targets: list[Target], steps: dict[Target, Step]) -> list[tuple[Step
 
 def progress_to_stderr(msg: str) -> None:
     print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+class Heartbeat:
+    """While a step runs, its elapsed time on stderr once it has taken `after` seconds: a live line
+    on a terminal (refreshed every second), else a line every `every` seconds."""
+
+    def __init__(self, label: str, enabled: bool = True, after: float = 2.0, every: float = 5.0):
+        self.label, self.enabled, self.after, self.every = label, enabled, after, every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live = False
+
+    def __enter__(self) -> "Heartbeat":
+        if self.enabled:
+            self.t0 = time.perf_counter()
+            self.stream = sys.stderr
+            try:
+                self._live = self.stream.isatty()
+            except (AttributeError, ValueError):
+                self._live = False
+            self._thread = threading.Thread(target=self._beat, name="meshport-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        wait, wrote = self.after, False
+        while not self._stop.wait(wait):
+            elapsed = time.perf_counter() - self.t0
+            try:
+                if self._live:
+                    self.stream.write(f"\r  {self.label} … {elapsed:.0f} s\033[K")
+                else:
+                    self.stream.write(f"  {self.label}: still running, {elapsed:.0f} s\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                return
+            wrote = True
+            wait = 1.0 if self._live else self.every
+        if wrote and self._live:
+            try:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=2.0)

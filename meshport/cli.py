@@ -9,6 +9,8 @@ from typing import Callable, Sequence
 
 from runtime.errors import OutputWriteError, UsageError
 
+from .options import CONVENTIONS, Parser, detectors, formats, is_dir_path, list_of, one_of, precisions, runtimes
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
@@ -37,35 +39,81 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import SAMPLE_CROP, SAMPLE_PHOTO, predict_images
 
+    for img in args.images:
+        if img.lower().endswith(".json") and not Path(img).exists():
+            raise UsageError(f"no such image: {img} (--json prints the result on stdout; "
+                             f"-o {img} writes it to that file)")
     paths = [Path(p) for p in args.images] or [SAMPLE_CROP if args.crop else SAMPLE_PHOTO]
     many = len(paths) > 1
-    if many and args.output and Path(args.output).suffix.lower() == ".png":
-        raise UsageError("with several images, -o names a directory (one overlay PNG per image)")
+    overlay_to, json_to, out_dir = _predict_outputs(args.output or [], many)
     frames = predict_images(args.model, paths, crop=args.crop, track=args.track, build=args.build, fmt=args.format,
                             precision=args.precision, runtime=args.runtime, threads=args.threads,
-                            cache_dir=args.cache_dir, max_faces=args.max_faces)
+                            cache_dir=args.cache_dir, max_faces=args.max_faces, detector=args.detector)
     data = {"frames": [{"image": f.path, **f.data} for f in frames]} if many else frames[0].data
-    if args.output:
-        for i, f in enumerate(frames):
-            dest = Path(args.output) / f"{i:04d}-{Path(f.path).stem}.png" if many else Path(args.output)
+    written = []
+    stems = _unique_stems([Path(f.path).stem for f in frames])
+    for f, stem in zip(frames, stems):
+        for dest in ([out_dir / f"{stem}.png"] if out_dir else []) + ([overlay_to] if overlay_to else []):
             _atomic_save(dest, lambda p, f=f: f.overlay().save(p, format="PNG"))
+            written.append(dest)
+        if out_dir:
+            dest = out_dir / f"{stem}.json"
+            _atomic_save(dest, lambda p, f=f: p.write_text(json.dumps(f.data)))
+            written.append(dest)
+    if json_to:
+        _atomic_save(json_to, lambda p: p.write_text(json.dumps(data)))
+        written.append(json_to)
     if args.json:
-        _atomic_save(Path(args.json), lambda p: p.write_text(json.dumps(data)))
-    if args.print_json:
         print(json.dumps(data))
     elif not args.quiet:
         print("\n".join(line for f in frames for line in f.summary))
-        if args.output:
-            print(f"overlay{'s' if many else ''}: {args.output}")
-        if args.json:
-            print(f"landmarks: {args.json}")
+        if out_dir:
+            print(f"overlays and landmarks: {out_dir}")
+        if overlay_to:
+            print(f"overlay: {overlay_to}")
+        if json_to:
+            print(f"landmarks: {json_to}")
     return 0
+
+
+def _predict_outputs(outputs: list[str], many: bool) -> tuple[Path | None, Path | None, Path | None]:
+    """-o values of predict: a .json file (the result), an image file (the overlay), or a directory
+    (<stem>.png and <stem>.json per photo)."""
+    overlay = result = directory = None
+    for o in outputs:
+        if is_dir_path(o):
+            kind, path = "directory", Path(o)
+        elif Path(o).suffix.lower() == ".json":
+            kind, path = "JSON file", Path(o)
+        else:
+            kind, path = "overlay", Path(o)
+            if many:
+                raise UsageError(f"with several photos, -o {o} must be a directory (end it with /) "
+                                 "or a .json file")
+        if (kind == "directory" and directory) or (kind == "JSON file" and result) or (kind == "overlay" and overlay):
+            raise UsageError(f"-o names a {kind} twice")
+        if kind == "directory":
+            directory = path
+        elif kind == "JSON file":
+            result = path
+        else:
+            overlay = path
+    return overlay, result, directory
+
+
+def _unique_stems(stems: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s}-{seen[s]}")
+    return out
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from converters.build import build, progress_to_stderr
 
-    res = build(args.model, args.out, formats=_split(args.formats), precisions=_split(args.precisions),
+    res = build(args.model, args.out, formats=args.formats, precisions=args.precisions,
                 cache_dir=args.cache_dir, progress=None if args.json else progress_to_stderr,
                 require_gpu=not args.allow_gpu_fallback)
     if args.json:
@@ -135,10 +183,6 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 def _atomic_save(path: Path, write: Callable[[Path], object]) -> None:
     from runtime.files import atomic_path
     try:
@@ -149,8 +193,10 @@ def _atomic_save(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="meshport", description="Compile, validate and ship face-mesh models.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = Parser(prog="meshport", description="Compile, validate and ship face-mesh models.", epilog=CONVENTIONS,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=version_text(), help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     m = sub.add_parser("models", help="list the zoo: input, parameters, MACs, weights")
     m.add_argument("--json", action="store_true", help="print JSON")
@@ -158,9 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="convert a zoo model; writes DIR/<model>/ and build.json")
     b.add_argument("model")
-    b.add_argument("--out", default="build", help="output directory (default: build)")
-    b.add_argument("--formats", help="comma-separated formats (default: every enabled one)")
-    b.add_argument("--precisions", help="comma-separated precisions (default: every enabled one)")
+    b.add_argument("-o", "--out", "--output", dest="out", default="build", metavar="DIR",
+                   help="output directory (default: build)")
+    b.add_argument("--formats", type=list_of("--formats", formats),
+                   help="comma-separated formats (default: every enabled one)")
+    b.add_argument("--precisions", type=list_of("--precisions", precisions),
+                   help="comma-separated precisions (default: every enabled one)")
     b.add_argument("--cache-dir", type=Path, default=None, help="weight cache directory")
     b.add_argument("--allow-gpu-fallback", action="store_true",
                    help="accept TFLite ops the GPU delegate would run on the CPU (default: fail the build)")
@@ -180,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("model")
     rel.add_argument("--version", required=True, help="semantic version to publish, e.g. 1.0.0")
     rel.add_argument("--store", default=None, help="store URL (default: the local store `meshport ls` prints)")
-    rel.add_argument("--out", default="out", help="build directory (default: out)")
+    rel.add_argument("-o", "--out", "--output", dest="out", default="out", metavar="DIR",
+                     help="build directory (default: out)")
     rel.add_argument("--key", default=None, help="Ed25519 private key (default: OUT/keys, created if absent)")
     rel.add_argument("--alias", action="append", help="extra alias for this version (repeatable)")
     rel.add_argument("--runs", type=int, default=30, help="timed runs per benchmark target (default: 30)")
@@ -198,19 +248,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="landmark model id (e.g. attention_mesh), or face_detector for detections only")
     pr.add_argument("images", nargs="*", metavar="PHOTO",
                     help="photo(s) (default: the embedded sample photo; with --crop the sample crop)")
-    pr.add_argument("-o", "--output", help="write an overlay PNG here (a directory of PNGs for several photos)")
-    pr.add_argument("--json", help="write the result as JSON here (several photos: {\"frames\": [...]})")
+    pr.add_argument("-o", "--out", "--output", dest="output", action="append", metavar="PATH",
+                    help="where to write: FILE.json (the result), FILE.png (the overlay; one photo), or a directory "
+                         "(ends in / or exists: DIR/<stem>.png and DIR/<stem>.json per photo); repeatable")
+    pr.add_argument("--json", action="store_true", help="print the JSON result on stdout "
+                    "(several photos: {\"frames\": [...]})")
     pr.add_argument("--track", action="store_true",
                     help="treat the photos as consecutive video frames: follow faces from their landmarks, "
                          "detect only when a face is lost")
-    pr.add_argument("--print-json", action="store_true", help="print the JSON result to stdout")
+    pr.add_argument("--print-json", dest="json", action="store_true", help=argparse.SUPPRESS)
     pr.add_argument("--crop", action="store_true", help="the image is already a face crop: no detector, no ROI")
     pr.add_argument("--build", type=Path, default=None,
                     help="build directory holding face_detector/ and the landmark model (for --format other than pytorch)")
-    pr.add_argument("--format", default="pytorch", choices=("pytorch", "onnx", "tflite", "coreml"),
-                    help="which artifacts run the pipeline (default: the PyTorch models)")
-    pr.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
-    pr.add_argument("--runtime", default=None, help="runner name (default: the first available for the format)")
+    pr.add_argument("--format", default="pytorch", type=one_of("--format", formats),
+                    help="which artifacts run the pipeline: pytorch, onnx, tflite or coreml (default: pytorch)")
+    pr.add_argument("--precision", default="fp32", type=one_of("--precision", precisions),
+                    help="fp32, fp16 or int8 (default: fp32)")
+    pr.add_argument("--runtime", default=None, type=one_of("--runtime", runtimes),
+                    help="runner name (default: the first available for the format)")
+    pr.add_argument("--detector", default=None, type=one_of("--detector", detectors),
+                    help="the zoo face detector that finds faces in photos (default: face_detector)")
     pr.add_argument("--threads", type=int, default=None)
     pr.add_argument("--max-faces", type=int, default=None, help="at most this many faces (default: all)")
     pr.add_argument("--cache-dir", type=Path, default=None,
@@ -220,8 +277,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def version_text() -> str:
+    """`meshport X.Y.Z`, then the versions of the installed toolchains (read from package metadata:
+    nothing is imported)."""
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    from . import __version__
+    tools = [f"{n} {v}" for n in ("torch", "onnx", "onnxruntime", "tensorflow", "coremltools") if (v := version(n))]
+    return f"meshport {version('meshport') or __version__}" + (f"\n{', '.join(tools)}" if tools else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command: one line on stderr for a MeshportError (exit 2, 1 for a parity failure) and
+    for Ctrl-C / SIGTERM (exit 130 / 143); toolchain output goes to the log (meshport.logs)."""
+    from .logs import toolchain_log
+    from .signals import MESSAGE, Interrupted, interruptible
+
     args = build_parser().parse_args(argv)
+    try:
+        with interruptible(), toolchain_log(args.command):
+            return _run(args)
+    except Interrupted as exc:
+        print(MESSAGE, file=sys.stderr, flush=True)
+        return exc.status
+
+
+def _run(args: argparse.Namespace) -> int:
     from runtime.errors import MeshportError
 
     try:

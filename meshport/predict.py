@@ -123,27 +123,35 @@ class FramePrediction:
 
 def predict_images(model_id: str, paths: list, *, crop: bool = False, track: bool = False, build=None,
                    fmt: str = "pytorch", precision: str = "fp32", runtime: str | None = None,
-                   threads: int | None = None, cache_dir=None, max_faces: int | None = None) -> list[FramePrediction]:
+                   threads: int | None = None, cache_dir=None, max_faces: int | None = None,
+                   detector: str | None = None) -> list[FramePrediction]:
     """`meshport predict` on one or more images: whole photos through the detector → landmark
     pipeline (each image on its own, or as consecutive video frames with `track`), the
-    detector alone for face_detector, or each image as a ready face crop with `crop`."""
+    detector alone when `model_id` is a detector, or each image as a ready face crop with `crop`.
+    `detector` (one of DETECTORS; default face_detector) finds the faces."""
     from contextlib import ExitStack
 
     from modelzoo.photo import FaceTracker
-    from modelzoo.photo.networks import DETECTOR, open_pipeline
+    from modelzoo.photo.networks import DETECTOR, DETECTORS, open_pipeline
 
     modelzoo.get_spec(model_id)                      # unknown model: fail before reading anything
+    if detector is not None and detector not in DETECTORS:
+        raise UsageError(f"unknown detector {detector}; valid: {', '.join(DETECTORS)}")
+    detector_only = model_id in DETECTORS
+    if detector_only and detector not in (None, model_id):
+        raise UsageError(f"{model_id} is itself a detector; --detector {detector} would not be used")
+    detector = model_id if detector_only else (detector or DETECTOR)
     if crop and track:
         raise UsageError("--track follows faces across photos; it cannot be combined with --crop")
-    if track and model_id == DETECTOR:
+    if track and detector_only:
         raise UsageError("--track needs a landmark model (tracking follows landmarks)")
     frames = []
     with ExitStack() as stack:
         pipe = tracker = None
         if not crop:
-            landmark_model = "attention_mesh" if model_id == DETECTOR else model_id
+            landmark_model = "attention_mesh" if detector_only else model_id
             pipe = open_pipeline(stack, landmark_model, build=build, fmt=fmt, precision=precision, runtime=runtime,
-                                 threads=threads, cache_dir=cache_dir, max_faces=max_faces)
+                                 threads=threads, cache_dir=cache_dir, max_faces=max_faces, detector=detector)
             tracker = FaceTracker(pipe, max_faces=max_faces or 1) if track else None
         model = modelzoo.load_model(model_id, pretrained=True, cache_dir=cache_dir) if crop else None
         where = f"{fmt}/{precision}" if fmt != "pytorch" else "pytorch"
@@ -156,7 +164,7 @@ def predict_images(model_id: str, paths: list, *, crop: bool = False, track: boo
                     f"{model_id} on {path} ({w}×{h}) as a face crop: face flag {pred.face_flag:.4f}, "
                     f"{len(pred.landmarks)} landmarks"], lambda image=image, pred=pred: draw_crop_overlay(image, pred)))
                 continue
-            if model_id == DETECTOR:
+            if detector_only:
                 result = PhotoResult((w, h), [], pipe.detect(image))
                 data = detections_json(result)
             else:

@@ -30,7 +30,7 @@ def test_predict_on_a_golden_crop(tmp_path, golden):
     crop = tmp_path / "crop.png"
     Image.fromarray(golden["crops"][4]).save(crop)
     out_png, out_json = tmp_path / "o" / "overlay.png", tmp_path / "o" / "lm.json"
-    r = meshport("predict", "attention_mesh", str(crop), "--crop", "-o", str(out_png), "--json", str(out_json))
+    r = meshport("predict", "attention_mesh", str(crop), "--crop", "-o", str(out_png), "-o", str(out_json))
     assert r.returncode == 0, r.stderr
     data = json.loads(out_json.read_text())
     assert data["image_size"] == [192, 192]
@@ -45,7 +45,7 @@ def test_predict_on_a_golden_crop(tmp_path, golden):
 def test_predict_scales_a_larger_crop_back_to_image_pixels(tmp_path, golden):
     crop = tmp_path / "big.png"
     Image.fromarray(golden["crops"][0]).resize((384, 384), Image.BILINEAR).save(crop)
-    r = meshport("predict", "attention_mesh", str(crop), "--crop", "--json", str(tmp_path / "lm.json"))
+    r = meshport("predict", "attention_mesh", str(crop), "--crop", "-o", str(tmp_path / "lm.json"))
     assert r.returncode == 0, r.stderr
     lm = np.array(json.loads((tmp_path / "lm.json").read_text())["landmarks"])
     # Resizing 384→192 is close to the original crop: landmarks ×2 agree to a pixel or so.
@@ -64,7 +64,7 @@ def test_bad_input_exits_with_one_line(args, message):
 
 def test_predict_on_a_whole_photo(tmp_path, fullimage_golden):
     out_png, out_json = tmp_path / "o" / "overlay.png", tmp_path / "o" / "faces.json"
-    r = meshport("predict", "attention_mesh", "-o", str(out_png), "--json", str(out_json))   # the sample photo
+    r = meshport("predict", "attention_mesh", "-o", str(out_png), "-o", str(out_json))   # the sample photo
     assert r.returncode == 0, r.stderr
     data = json.loads(out_json.read_text())
     assert set(data) == {"image_size", "faces"} and data["image_size"] == [512, 600]
@@ -79,7 +79,7 @@ def test_predict_on_a_whole_photo(tmp_path, fullimage_golden):
 
 
 def test_predict_with_the_detector_only(tmp_path):
-    r = meshport("predict", "face_detector", "--print-json")
+    r = meshport("predict", "face_detector", "--json")
     assert r.returncode == 0, r.stderr
     (det,) = json.loads(r.stdout)["faces"]
     assert set(det) == {"box", "score", "keypoints"} and np.array(det["keypoints"]).shape == (6, 2)
@@ -97,29 +97,30 @@ def test_predict_tracks_faces_across_frames(tmp_path):
             frames.append(str(p))
     blank = tmp_path / "blank.png"
     Image.new("RGB", (512, 600)).save(blank)
-    r = meshport("predict", "attention_mesh", *frames, str(blank), frames[0], "--track", "--json",
-                 str(tmp_path / "t.json"), "-o", str(tmp_path / "overlays"))
+    r = meshport("predict", "attention_mesh", *frames, str(blank), frames[0], "--track", "-o",
+                 str(tmp_path / "t.json"), "-o", f"{tmp_path / 'overlays'}/")
     assert r.returncode == 0, r.stderr
     assert "the detector ran on 2 of 5 frames" in r.stdout      # first frame, and after the face was lost
     data = json.loads((tmp_path / "t.json").read_text())["frames"]
     assert [len(f["faces"]) for f in data] == [1, 1, 1, 0, 1]
     xs = [np.array(f["faces"][0]["landmarks"])[:, 0].mean() for f in data[:3]]
     assert 3 < xs[1] - xs[0] < 5 and 3 < xs[2] - xs[1] < 5
-    assert len(list((tmp_path / "overlays").glob("*.png"))) == 5
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 5     # frame0.png and frame0-2.png among them
 
 
 def test_predict_on_a_photo_without_faces(tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (320, 240), (90, 120, 200)).save(blank)
-    r = meshport("predict", "attention_mesh", str(blank), "--print-json")
+    r = meshport("predict", "attention_mesh", str(blank), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"image_size": [320, 240], "faces": []}
 
 
 def test_predict_to_an_unwritable_place_is_one_line_and_leaves_nothing(tmp_path):
-    r = meshport("predict", "attention_mesh", "--json", str(tmp_path))            # a directory, not a file
-    assert r.returncode == 2 and "Is a directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    r = meshport("predict", "attention_mesh", "-o", str(tmp_path / "file" / "lm.json"))   # under a file
+    assert r.returncode == 2 and "cannot write" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_predict_needs_a_build_for_compiled_formats(tmp_path):
@@ -150,7 +151,8 @@ def test_build_writes_the_record_and_caches(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("build", "nope_model", "--out", "x"), "unknown model 'nope_model'"),
     (("build", "attention_mesh", "--out", "x", "--formats", "onnx", "--precisions", "int8"), "nothing to build"),
-    (("build", "attention_mesh", "--out", "x", "--formats", "tensorrt"), "no enabled tensorrt target"),
+    (("build", "attention_mesh", "--out", "x", "--formats", "tensorrt"), "unknown value tensorrt"),
+    (("build", "attention_mesh", "--out", "x", "--formats", "pytorch"), "no enabled pytorch target"),
 ])
 def test_build_bad_input_exits_with_one_line(tmp_path, args, message):
     args = tuple(str(tmp_path / a) if a == "x" else a for a in args)
