@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands whose steps report no progress of their own for a while (build and bench have theirs).
+_WATCHED = ("validate", "release")
+
+
 def version_text() -> str:
     """`meshport X.Y.Z`, then the versions of the installed toolchains (read from package metadata:
     nothing is imported)."""
@@ -296,12 +300,13 @@ def version_text() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command: one line on stderr for a MeshportError (exit 2, 1 for a parity failure) and
     for Ctrl-C / SIGTERM (exit 130 / 143); toolchain output goes to the log (meshport.logs)."""
-    from .logs import toolchain_log
+    from .logs import quiet_gaps, toolchain_log
     from .signals import MESSAGE, Interrupted, interruptible
 
     args = build_parser().parse_args(argv)
+    watched = args.command in _WATCHED and not getattr(args, "json", False) and not getattr(args, "quiet", False)
     try:
-        with interruptible(), toolchain_log(args.command):
+        with interruptible(), toolchain_log(args.command), quiet_gaps(watched):
             return _run(args)
     except Interrupted as exc:
         print(MESSAGE, file=sys.stderr, flush=True)

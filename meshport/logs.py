@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +24,22 @@ def log_path() -> Path:
     cache = os.environ.get("MESHPORT_CACHE")
     root = Path(cache).expanduser() if cache else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meshport"
     return root / "logs" / "meshport.log"
+
+
+class Terminal(io.TextIOWrapper):
+    """The terminal's stderr while the log holds file descriptor 2; remembers when Meshport last
+    wrote to it (for `quiet_gaps`)."""
+
+    last_write = 0.0
+
+    def write(self, text: str) -> int:
+        self.last_write = time.monotonic()
+        return super().write(text)
+
+    def beat(self, text: str) -> None:
+        """Write without counting as output (a heartbeat does not reset the quiet gap)."""
+        super().write(text)
+        self.flush()
 
 
 def _real_stderr_fd() -> int | None:
@@ -59,8 +76,10 @@ def toolchain_log(command: str, path: Path | None = None) -> Iterator[Path | Non
         saved = os.dup(fd)
         os.dup2(log.fileno(), fd)
         old_stderr = sys.stderr
-        terminal = open(saved, "w", buffering=1, encoding=getattr(old_stderr, "encoding", None) or "utf-8",
-                        errors="backslashreplace", closefd=False)
+        terminal = Terminal(io.BufferedWriter(io.FileIO(saved, "w", closefd=False)),
+                            encoding=getattr(old_stderr, "encoding", None) or "utf-8", errors="backslashreplace",
+                            line_buffering=True)
+        terminal.last_write = time.monotonic()
         sys.stderr = terminal
     try:
         yield path
@@ -74,3 +93,35 @@ def toolchain_log(command: str, path: Path | None = None) -> Iterator[Path | Non
             os.dup2(saved, fd)
             os.close(saved)
         log.close()
+
+
+@contextlib.contextmanager
+def quiet_gaps(enabled: bool = True, after: float = 2.0, every: float = 5.0) -> Iterator[None]:
+    """While the block runs, a line with the elapsed time whenever Meshport has written nothing to
+    the terminal for `after` seconds (then every `every` seconds): a long step is never silent.
+    Needs the `Terminal` that `toolchain_log` installs; otherwise does nothing."""
+    stream = sys.stderr
+    if not enabled or not isinstance(stream, Terminal):
+        yield
+        return
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def watch() -> None:
+        last_beat = 0.0
+        while not stop.wait(0.25):
+            now = time.monotonic()
+            if now - stream.last_write >= after and (last_beat < stream.last_write or now - last_beat >= every):
+                try:
+                    stream.beat(f"  … still working, {now - t0:.0f} s\n")
+                except (OSError, ValueError):
+                    return
+                last_beat = now
+
+    thread = threading.Thread(target=watch, name="meshport-quiet-gaps", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)

@@ -173,6 +173,17 @@ def test_bench_writes_its_own_file_and_latency_json_only_when_asked(onnx_build, 
     assert r.returncode == 2 and "fp32, fp16, int8" in one_line(r)
 
 
+def test_bench_reports_progress_on_stderr_when_it_is_not_a_terminal(onnx_build, tmp_path):
+    r = meshport("bench", "face_detector", "--build", str(onnx_build), "--runtimes", "onnxruntime", "--runs", "1500",
+                 "--warmup", "0", "-o", str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr
+    beats = [line for line in r.stderr.splitlines() if line.strip().startswith("bench ") and "face_detector.onnx" in line]
+    assert beats, r.stderr
+    done = [int(line.split(": ")[1].split("/")[0]) for line in beats]
+    assert done == sorted(done) and all(line.endswith(" s") and "/1500 runs" in line for line in beats)
+    assert "median" in r.stdout and not any(w in r.stderr.lower() for w in NOISE)
+
+
 # -- Ctrl-C and SIGTERM ----------------------------------------------------------------------------
 
 def _interrupt_build(out: Path, tmp: Path, log: Path, signum: int) -> subprocess.CompletedProcess:
@@ -204,10 +215,10 @@ def test_interrupted_build_says_one_line_cleans_up_and_keeps_finished_steps(tmp_
     out, tmp, log = tmp_path / "out", tmp_path / "tmp", tmp_path / "meshport.log"
     tmp.mkdir()
     r = _interrupt_build(out, tmp, log, signum)
-    assert r.returncode == status and r.stdout == ""
-    assert r.stderr.strip() == "meshport: interrupted"
-    assert list(tmp.iterdir()) == []                   # the converters' temporary directories are gone
-    assert _leftovers(out) == []                        # no half-written artifact, no atomic temp
+    assert r.returncode == status and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.strip() == "meshport: interrupted", r.stderr
+    assert list(tmp.iterdir()) == [], r.stderr          # the converters' temporary directories are gone
+    assert _leftovers(out) == [], r.stderr               # no half-written artifact, no atomic temp
     record = json.loads((out / "face_detector" / "build.json").read_text())
     assert [a["path"] for a in record["artifacts"]] == ["face_detector.onnx"]
     if signum != signal.SIGINT:
@@ -293,3 +304,16 @@ def test_predict_detector_chooses_the_face_detector(tmp_path):
     for name in DETECTORS:              # the named detector is the one the pipeline looks for in the build
         r = meshport("predict", "attention_mesh", "--detector", name, "--format", "onnx", "--build", str(tmp_path))
         assert r.returncode == 2 and f"no build record of {name}" in one_line(r)
+
+
+def test_a_silent_stretch_gets_a_heartbeat_line(tmp_path):
+    code = ("import sys, time\nfrom pathlib import Path\nfrom meshport.logs import quiet_gaps, toolchain_log\n"
+            f"with toolchain_log('t', Path({str(tmp_path / 'l.log')!r})), quiet_gaps(after=0.5, every=1.0):\n"
+            "    print('start', file=sys.stderr)\n    time.sleep(2.2)\n    print('middle', file=sys.stderr)\n"
+            "    time.sleep(0.3)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "start" and lines[-1] == "middle"
+    beats = lines[1:-1]              # at 0.5 s, 1.5 s of the quiet stretch; none in the last 0.3 s
+    assert len(beats) == 2 and all("still working" in b and b.endswith(" s") for b in beats), lines
