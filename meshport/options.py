@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
@@ -40,6 +41,9 @@ class Parser(argparse.ArgumentParser):
             self._intermixing = False
 
     def error(self, message: str) -> NoReturn:
+        choice = re.fullmatch(r"(argument [^:]+): invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:       # argparse's own wording quotes every name the Python way
+            message = f"{choice[1]}: unknown value {choice[2]}; valid: {choice[3].replace(chr(39), '')}"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -135,9 +135,11 @@ def test_json_and_out_mean_the_same_in_every_command():
     (("predict", "attention_mesh", "--precision", "fp8"), "--precision", "int8"),
     (("predict", "attention_mesh", "--runtime", "nope"), "--runtime", "tflite-ref"),
     (("predict", "attention_mesh", "--detector", "nope"), "--detector", "face_detector"),
+    (("store", "bogus"), "ACTION", "fsck, repair, alias"),
 ])
 def test_unknown_values_are_refused_with_the_valid_list(tmp_path, args, option, valid):
-    r = meshport(*args, "--build" if args[0] == "bench" else "-q", *([str(tmp_path)] if args[0] == "bench" else []))
+    extra = {"bench": ("--build", str(tmp_path)), "store": ()}.get(args[0], ("-q",))
+    r = meshport(*args, *extra)
     line = one_line(r)
     assert r.returncode == 2 and option in line and valid in line
     assert "[" not in line and "'" not in line                  # no Python reprs
