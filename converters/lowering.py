@@ -21,13 +21,17 @@ weights. onnx2tf treats a Conv's output as channels-last, so the heads after it 
 NHWC ops without transposes; the identity Conv is removed again on the TFLite side
 (tflite_passes.drop_identity_convs). Everything else has rank ≤ 2 (onnx2tf's NCHW→NHWC
 conversion leaves those alone), and indices are clamped into range, so onnx2tf's
-negative-index guard is a no-op (tflite_passes.strip_gather_guards)."""
+negative-index guard is a no-op (tflite_passes.strip_gather_guards).
+
+Every other GridSample (nearest, border/reflection padding, align_corners=0, batch > 1) goes to
+the general lowering in grid_sample.py (hat-function weights and matmuls, no gathers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import grid_sample
 from .base import ConversionError
 from .lowering_patterns import affine, grid_planes, inside_planes, unnormalised
 
@@ -50,8 +54,10 @@ class _Sampler:
 
 
 def lower_gridsample(model):
-    """Return a new ModelProto with every GridSample node replaced. Raises ConversionError for a
-    GridSample the lowering does not cover (mode, padding, align_corners, dynamic shapes, N≠1)."""
+    """Return a new ModelProto with every GridSample node replaced: bilinear, zeros padding,
+    align_corners=1, batch 1 by the fused gather lowering below, any other by the general one
+    (grid_sample.py). Raises ConversionError for a GridSample neither covers (mode, dynamic shapes,
+    fp16-exact index limits, size)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -88,6 +94,7 @@ def lower_gridsample(model):
     graph_outputs = {o.name for o in model.graph.output}
 
     samplers: list[_Sampler] = []
+    general: list = []   # (node, map shape, grid shape, (mode, padding, align_corners))
     for n in model.graph.node:
         if n.op_type != "GridSample":
             continue
@@ -96,12 +103,11 @@ def lower_gridsample(model):
         mode = mode.decode() if isinstance(mode, bytes) else mode
         pad = attrs.get("padding_mode", b"zeros")
         pad = pad.decode() if isinstance(pad, bytes) else pad
-        if mode not in ("bilinear", "linear") or pad != "zeros" or attrs.get("align_corners", 0) != 1:
-            raise ConversionError(STEP, f"unsupported GridSample (mode={mode}, padding={pad}, "
-                                        f"align_corners={attrs.get('align_corners', 0)})", node=n.name)
         xs, gs = shapes.get(n.input[0]), shapes.get(n.input[1])
-        if not xs or not gs or None in xs or None in gs or xs[0] != 1 or len(xs) != 4:
-            raise ConversionError(STEP, f"needs static shapes with batch 1 (features {xs}, grid {gs})", node=n.name)
+        if mode not in ("bilinear", "linear") or pad != "zeros" or attrs.get("align_corners", 0) != 1 \
+                or not xs or not gs or None in xs or None in gs or xs[0] != 1 or len(xs) != 4:
+            general.append((n, xs, gs, grid_sample.check(n, xs, gs)))   # not the fast path's idiom
+            continue
         _, c, h_in, w_in = xs
         _, h, w, _ = gs
         if h_in < 2 or w_in < 2 or (h_in + 1) // 2 * w_in > FP16_EXACT:
@@ -138,6 +144,11 @@ def lower_gridsample(model):
         out_nodes: list = []
         _emit_group(members, f"/gs_lowered_{gi}", out_nodes, node, const)
         emitted[max(position[id(s.node)] for s in members)] = out_nodes
+    for gi, (n, xs, gs, how) in enumerate(general):
+        out_nodes = []
+        grid_sample.emit(n, xs, gs, *how, f"/gs_general_{gi}", out_nodes, node, const)
+        emitted.setdefault(position[id(n)], []).extend(out_nodes)
+        replaced.add(id(n))
 
     new_nodes = []
     for i, n in enumerate(model.graph.node):
