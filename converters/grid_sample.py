@@ -9,8 +9,9 @@ For X (N, C, H, W) and a grid (N, Ho, Wo, 2), with P = Ho·Wo sample points:
      [−½, S−½] — then clamp into [0, S−1]);
   2. each axis gets a weight matrix W (N·P, S) against a constant index ramp j = 0…S−1: for
      bilinear the two corners ⌊x⌋ and ⌊x⌋+1 with weights 1−f and f, for nearest the corner
-     round-half-to-even(x) with weight 1 (written with FLOOR: the delegate has no ROUND); a corner c becomes the one-hot row relu(1 − |c − j|), so
-     a corner outside [0, S−1] (zeros padding) gets no weight at all;
+     round-half-to-even(x) with weight 1 (written with FLOOR: the delegate has no ROUND); a
+     corner c becomes the one-hot row relu(1 − |c − j|), so a corner outside [0, S−1] (zeros
+     padding) gets no weight at all;
   3. the map is contracted separably: B = Wx · Xᵀ over the width (a batched MatMul, (N, P, W) ×
      (N, W, C·H)), then B is weighted by Wy and summed over the height.
 

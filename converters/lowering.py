@@ -111,8 +111,9 @@ def lower_gridsample(model):
         _, c, h_in, w_in = xs
         _, h, w, _ = gs
         if h_in < 2 or w_in < 2 or (h_in + 1) // 2 * w_in > FP16_EXACT:
-            raise ConversionError(STEP, f"feature map {h_in}×{w_in} unsupported: needs 2 ≤ H, W and "
-                                        f"⌈H/2⌉·W ≤ {FP16_EXACT} for fp16-exact indices", node=n.name)
+            # beyond the gathers' fp16-exact flat indices (⌈H/2⌉·W ≤ 2048): the general lowering
+            general.append((n, xs, gs, grid_sample.check(n, xs, gs)))
+            continue
         s = _Sampler(n, n.output[0], c, (h_in, w_in), (h, w))
         planes = grid_planes(n.input[1], producer, shapes, h * w)
         if planes is not None:  # the grid was stacked from two planes; take their pixel coordinates

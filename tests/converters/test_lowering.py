@@ -87,11 +87,26 @@ def test_crops_leave_as_channels_last_then_identity_conv(two_crops):
         assert list(perm) == [0, 3, 1, 2]
 
 
-def test_maps_beyond_fp16_exact_indices_are_refused():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 66, 64])   # 33·64 > 2048
+def _single_sampler(h: int, w: int) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, h, w])
     g = helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, 4, 4, 2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
     node = helper.make_node("GridSample", ["x", "grid"], ["y"], name="gs", align_corners=1)
-    m = helper.make_model(helper.make_graph([node], "g", [x, g], [y]), opset_imports=[helper.make_opsetid("", 16)])
+    return helper.make_model(helper.make_graph([node], "g", [x, g], [y]), opset_imports=[helper.make_opsetid("", 16)],
+                             ir_version=8)
+
+
+def test_maps_beyond_fp16_exact_gather_indices_take_the_general_lowering():
+    m = _single_sampler(66, 64)                                   # 33·64 > 2048: not the gather lowering
+    low = lower_gridsample(m)
+    assert not any(n.op_type in ("Gather", "GridSample") for n in low.graph.node)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 66, 64)).astype(np.float32)
+    g = rng.uniform(-1.2, 1.2, (1, 4, 4, 2)).astype(np.float32)
+    want, got = (ort.InferenceSession(p.SerializeToString()).run(None, {"x": x, "grid": g})[0] for p in (m, low))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(x).max())
+
+
+def test_maps_beyond_fp16_exact_indices_are_refused():
     with pytest.raises(ConversionError, match="fp16-exact"):
-        lower_gridsample(m)
+        lower_gridsample(_single_sampler(4, 2050))               # 2050 > 2048 along one axis
