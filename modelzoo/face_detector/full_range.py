@@ -7,9 +7,12 @@ in-network box decoding as the short-range model (model.py).
 3×3 → 1×1 back (+ input) → ReLU; a stage's first block has stride 2 and no residual (ReLU after
 its last 1×1). Every 3×3 pads one pixel on each side (an explicit PAD in the file, symmetric
 even at stride 2). A top-down path goes back up to 48 px: 1×1 (ReLU) → bilinear ×2
-(half-pixel centres) → + the stage's 1×1 lateral (ReLU) → bottleneck blocks. The heads run on
-the 48×48 map: 1×1 → depthwise 3×3 stride 2 → depth-to-space ×2 (written as a transposed
-convolution), one anchor per 48×48 cell."""
+(half-pixel centres, written as gathers) → + the stage's 1×1 lateral (ReLU) → bottleneck
+blocks. The heads run on the 48×48 map: 1×1 → depthwise 3×3 stride 2 → depth-to-space ×2
+(written as a constant row gather), one anchor per 48×48 cell.
+
+The file's RESIZE_BILINEAR and DEPTH_TO_SPACE are written with 1-D constant gathers so the
+model lowers to ops that both the TFLite GPU delegate and the Core ML reference evaluator run."""
 from __future__ import annotations
 
 import torch
@@ -55,44 +58,53 @@ def _stage(cin: int, cout: int, mid: int, blocks: int, downsample: bool) -> nn.S
     return nn.Sequential(*first, *(Bottleneck(cout, mid, cout) for _ in range(blocks)))
 
 
-def depth_to_space_weight(k: int, block: int = UPSCALE) -> torch.Tensor:
-    """The (k·b², k, b, b) one-hot weight with which a stride-b transposed convolution is TFLite's
-    DEPTH_TO_SPACE: output pixel (b·y + i, b·x + j), channel c reads input channel (i·b + j)·k + c."""
-    w = torch.zeros(k * block * block, k, block, block)
-    for i in range(block):
-        for j in range(block):
-            for c in range(k):
-                w[(i * block + j) * k + c, c, i, j] = 1.0
-    return w
-
-
-def depth_to_space(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """TFLite's DEPTH_TO_SPACE on NCHW as a transposed convolution with `depth_to_space_weight`:
-    each output is one input value times 1 plus zeros, so it is exact. (`pixel_shuffle` reads
-    the channels in another order and lowers to 6-D transposes the GPU delegate refuses.)"""
-    block = int(weight.shape[-1])
-    return F.conv_transpose2d(x, weight, stride=block)
+def depth_to_space_order(h: int, w: int, k: int, block: int = UPSCALE) -> list[int]:
+    """Row order that turns the rows of an (h·w·b², k) NHWC-flattened map — cell (y, x), sub-pixel
+    q = i·b + j — into the rows of TFLite's DEPTH_TO_SPACE output flattened: pixel (b·y + i, b·x + j)
+    reads channels q·k … q·k + k−1 of cell (y, x)."""
+    order = []
+    for row in range(h * block):
+        for col in range(w * block):
+            y, i, x, j = row // block, row % block, col // block, col % block
+            order.append((y * w + x) * block * block + i * block + j)
+    return order
 
 
 class Head(nn.Module):
-    """1×1 → depthwise 3×3 stride 2 → depth-to-space ×2: `k` values per cell of the input map,
-    channels in the file's order."""
+    """1×1 → depthwise 3×3 stride 2 → depth-to-space ×2: `k` values per cell of the input map.
 
-    def __init__(self, cin: int, k: int):
+    The depth-to-space is a flatten and one GATHER of rows by constant 1-D indices (exact, and
+    it runs on the GPU delegate and in every evaluator; `pixel_shuffle` reads the channels in
+    another order and lowers to 6-D transposes)."""
+
+    def __init__(self, cin: int, k: int, size: int):
         super().__init__()
         self.k = k
         self.pw = nn.Conv2d(cin, k * UPSCALE * UPSCALE, 1)
         self.dw = _dw(k * UPSCALE * UPSCALE, 2)
-        self.register_buffer("shuffle", depth_to_space_weight(k), persistent=False)
+        half = size // UPSCALE
+        order = depth_to_space_order(half, half, k)
+        self.register_buffer("order", torch.tensor(order, dtype=torch.int32), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flat_head(depth_to_space(self.dw(self.pw(x)), self.shuffle), self.k)
+        return flat_head(self.dw(self.pw(x)), self.k).index_select(1, self.order)
+
+
+def _upsample_indices(n: int) -> tuple[list[int], list[int]]:
+    """Bilinear ×2 with half-pixel centres along one axis: out[2i] = ¾·x[i] + ¼·x[i−1],
+    out[2i+1] = ¾·x[i] + ¼·x[i+1], neighbours clamped to the border. (near, far) indices."""
+    near = [o // 2 for o in range(2 * n)]
+    far = [max(o // 2 - 1, 0) if o % 2 == 0 else min(o // 2 + 1, n - 1) for o in range(2 * n)]
+    return near, far
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear ×2 with half-pixel centres (TFLite RESIZE_BILINEAR half_pixel_centers)."""
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    return F.interpolate(x, size=(2 * h, 2 * w), mode="bilinear", align_corners=False)
+    """TFLite RESIZE_BILINEAR ×2 (half_pixel_centers) as constant 1-D GATHERs and weighted sums,
+    rows then columns: ops the GPU delegate runs and every evaluator has."""
+    for axis in (2, 3):
+        near, far = (torch.tensor(i, dtype=torch.int32, device=x.device) for i in _upsample_indices(int(x.shape[axis])))
+        x = x.index_select(axis, near) * 0.75 + x.index_select(axis, far) * 0.25
+    return x
 
 
 class BlazeFaceFullRange(DecodedDetector):
@@ -112,8 +124,9 @@ class BlazeFaceFullRange(DecodedDetector):
         sources = [STAGES[-1][0]] + widths[:-1]
         self.reduce = nn.ModuleList(nn.Conv2d(s, w, 1) for s, w in zip(sources, widths))
         self.top_down = nn.ModuleList(_stage(w, w, mid, blocks, downsample=False) for w, mid, blocks in TOP_DOWN)
-        self.cls = Head(widths[-1], 1)
-        self.reg = Head(widths[-1], NUM_COORDS)
+        fm = anchors.input_size // anchors.strides[0]
+        self.cls = Head(widths[-1], 1, fm)
+        self.reg = Head(widths[-1], NUM_COORDS, fm)
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MediaPipe's raw outputs: regressors (N,2304,16) and score logits (N,2304,1)."""

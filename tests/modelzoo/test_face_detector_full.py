@@ -9,13 +9,15 @@ from contextlib import ExitStack
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import modelzoo
 from modelzoo.data import SAMPLE_PHOTO
 from modelzoo.errors import WeightImportError
 from modelzoo.face_detector.anchors import FULL_RANGE, anchor_centres, decode_matrices
-from modelzoo.face_detector.full_range import BlazeFaceFullRange, depth_to_space, depth_to_space_weight
+from modelzoo.face_detector.full_range import BlazeFaceFullRange, depth_to_space_order, upsample2
+from modelzoo.face_detector.model import flat_head
 from modelzoo.face_detector.postprocess import detect, iou
 from modelzoo.face_detector.sparse import densify
 from modelzoo.face_detector.weights_full import import_full_range, load_from_bytes, load_from_file
@@ -138,19 +140,33 @@ def test_full_range_anchors_find_the_face_the_short_range_detector_finds(photo_i
 
 # -- the PyTorch model against the file -----------------------------------------------------
 
-def test_depth_to_space_is_tflites():
-    """TFLite DEPTH_TO_SPACE (NHWC): out[b·y+i, b·x+j, c] = in[y, x, (i·b+j)·k + c], by hand."""
-    k, b = 3, 2
-    x = torch.randn(2, k * b * b, 5, 7)
-    got = depth_to_space(x, depth_to_space_weight(k, b)).numpy()
+def test_the_heads_row_gather_is_tflites_depth_to_space():
+    """TFLite DEPTH_TO_SPACE (NHWC): out[b·y+i, b·x+j, c] = in[y, x, (i·b+j)·k + c], by hand,
+    against the Head's flatten + gather."""
+    k, b, h, w = 3, 2, 5, 7
+    x = torch.randn(2, k * b * b, h, w)
+    got = flat_head(x, k).index_select(1, torch.tensor(depth_to_space_order(h, w, k, b), dtype=torch.int32))
     nhwc = x.permute(0, 2, 3, 1).numpy()
-    want = np.zeros((2, 10, 14, k), np.float32)
-    for y in range(5):
-        for xx in range(7):
+    want = np.zeros((2, b * h, b * w, k), np.float32)
+    for y in range(h):
+        for xx in range(w):
             for i in range(b):
                 for j in range(b):
                     want[:, b * y + i, b * xx + j, :] = nhwc[:, y, xx, (i * b + j) * k:(i * b + j + 1) * k]
-    np.testing.assert_array_equal(got.transpose(0, 2, 3, 1), want)
+    np.testing.assert_array_equal(got.numpy(), want.reshape(2, -1, k))
+
+
+@pytest.mark.parametrize("hw", [(6, 6), (5, 8), (1, 3)])
+def test_the_gathered_upsample_is_bilinear_with_half_pixel_centres(hw):
+    """Against torch's bilinear (align_corners=False: half-pixel centres, clamped at the
+    border, as TFLite's RESIZE_BILINEAR half_pixel_centers); the fp32 sums differ in order only."""
+    x = torch.randn(2, 3, *hw)
+    want = F.interpolate(x, size=(2 * hw[0], 2 * hw[1]), mode="bilinear", align_corners=False)
+    err = float((upsample2(x) - want).abs().max())
+    assert err <= 4 * EPS32 * float(want.abs().max())
+    assert float((upsample2(x.flip(-1)).flip(-1) - want).abs().max()) <= 4 * EPS32 * float(want.abs().max())
+    nearest = F.interpolate(x, size=(2 * hw[0], 2 * hw[1]), mode="nearest")
+    assert float((upsample2(x) - nearest).abs().max()) > 0.01          # the check tells bilinear from nearest
 
 
 @pytest.mark.parametrize("which", ["photo", "seeded-0", "seeded-1", "seeded-2"])
