@@ -12,6 +12,7 @@ from .errors import FileFormatError
 from .files import read_json, sha256_path, write_json_atomic
 
 RECORD = "build.json"
+PULLED_MANIFEST = "manifest.json"   # what `meshport pull` writes beside the artifacts
 _CORE = ("path", "format", "precision", "sha256", "bytes", "inputs", "outputs")
 
 
@@ -107,8 +108,47 @@ class BuildRecord:
                                            f"{record.spec_sha256[:12]} ≠ {want[:12]}); rebuild it with "
                                            f"`meshport build {model} --out {build_dir}`")
                 return record
+        pulled = cls.from_pulled(build_dir, spec)
+        if pulled is not None:
+            return pulled
         raise BuildRecordError(f"no build record of {model} under {build_dir} (looked for "
                                f"{build_dir / model / RECORD}); run `meshport build {model} --out {build_dir}` first")
+
+    @classmethod
+    def from_pulled(cls, pulled_dir: Path | str, spec: Any) -> "BuildRecord | None":
+        """The record of `spec.id` that a pulled version (`meshport pull` output: manifest.json
+        beside the artifacts) amounts to — the artifacts of the manifest that are on disk — or None
+        when `pulled_dir` holds no pulled version. A pipeline bundle's component lies in its own
+        subdirectory (`<dir>/<model>/`, its manifest paths prefixed with it)."""
+        pulled_dir = Path(pulled_dir)
+        path = pulled_dir / PULLED_MANIFEST
+        if not path.is_file():
+            return None
+        doc = read_json(path, "pulled manifest", BuildRecordError)
+        model = spec.id
+        try:
+            components = {c["model"]: c for c in (doc.get("components") or {}).values()}
+            if doc.get("model") == model:
+                source, root, prefix = doc.get("source") or {}, pulled_dir, ""
+            elif model in components:
+                source, root, prefix = components[model], pulled_dir / model, f"{model}/"
+            else:
+                have = ", ".join([str(doc.get("model"))] + sorted(components))
+                raise BuildRecordError(f"{path} is a pulled version of {have}, not of {model}")
+            rows = [dict(a, path=a["path"][len(prefix):]) for a in doc["artifacts"]
+                    if a["path"].startswith(prefix) and (not prefix or a.get("component") == model)]
+            record = cls(model, str(source.get("spec_sha256", "")), dict(doc.get("tool_versions") or {}),
+                         tuple(ArtifactRecord.from_json(a) for a in rows), root)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise BuildRecordError(f"corrupt pulled manifest {path}: {type(exc).__name__}: {exc}") from None
+        if record.spec_sha256 != spec.sha256():
+            raise BuildRecordError(f"{path} was published from another spec of {model} (spec sha256 "
+                                   f"{record.spec_sha256[:12]} ≠ {spec.sha256()[:12]}); pull a version made "
+                                   f"with this Meshport")
+        present = tuple(a for a in record.artifacts if (root / a.path).exists())
+        if not present:
+            raise BuildRecordError(f"{pulled_dir} holds none of the {model} artifacts its manifest lists")
+        return cls(record.model, record.spec_sha256, record.tool_versions, present, root)
 
     @classmethod
     def read(cls, path: Path | str) -> "BuildRecord":

@@ -65,7 +65,7 @@ class FacePipeline:
                  min_face_flag: float = MIN_FACE_FLAG, max_faces: int | None = None):
         if max_faces is not None and max_faces < 1:
             raise UsageError(f"max_faces must be ≥ 1 or None, not {max_faces}")
-        self.detector, self.landmarker = detector, landmarker
+        self.detector, self.landmarker = as_network(detector), as_network(landmarker)
         self.detector_size, self.landmark_size = detector_size, landmark_size
         self.min_score, self.nms_iou = min_score, nms_iou
         self.min_face_flag, self.max_faces = min_face_flag, max_faces
@@ -149,6 +149,33 @@ class FaceTracker:
         self.tracks = tracks
         faces.sort(key=lambda f: -f.area)
         return PhotoResult((image.shape[1], image.shape[0]), faces, dets)
+
+
+class TorchNetwork:
+    """A PyTorch module (a zoo model from `modelzoo.load_model`) as the pipeline's network
+    callable: NumPy batch in, NumPy outputs out, no autograd."""
+
+    def __init__(self, module):
+        self.module = module.eval()
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+        with torch.no_grad():
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        if not isinstance(out, dict):
+            raise UsageError(f"{type(self.module).__name__} returns {type(out).__name__}; the pipeline needs a "
+                             "network returning a dict of named outputs (a zoo model)")
+        return {k: v.detach().numpy() for k, v in out.items()}
+
+
+def as_network(net) -> Network:
+    """`net` as a pipeline network: callables taking and returning NumPy stay as they are; a
+    torch module (it has `parameters` and `forward`) is wrapped."""
+    if hasattr(net, "parameters") and hasattr(net, "forward"):
+        return TorchNetwork(net)
+    if not callable(net):
+        raise UsageError(f"a pipeline network must be callable, not {type(net).__name__}")
+    return net
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
