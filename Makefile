@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: venv gpu-deps
-	$(BIN)/meshport predict attention_mesh -o $(OUT)/sample_overlay.png --json $(OUT)/sample_landmarks.json
+	$(BIN)/meshport predict attention_mesh -o $(OUT)/sample_overlay.png -o $(OUT)/sample_landmarks.json
 	$(BIN)/meshport release face_detector --version 1.0.0 --out $(OUT) --store $(OUT)/store
 	$(BIN)/meshport release attention_mesh --version 1.0.0 --out $(OUT) --store $(OUT)/store
 

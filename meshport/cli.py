@@ -163,8 +163,11 @@ def _print_parity_summary(v) -> None:
 
 def _cmd_release(args: argparse.Namespace) -> int:
     from converters.build import progress_to_stderr
+    from modelzoo.photo.contract import PIPELINE
     from .release import release
 
+    if args.model == PIPELINE:
+        return _release_pipeline(args, progress_to_stderr)
     summary = release(args.model, args.version, store=args.store, out=args.out, key=args.key,
                       aliases=tuple(args.alias or ()), runs=args.runs,
                       say=(lambda m: None) if args.json else progress_to_stderr)
@@ -180,6 +183,27 @@ def _cmd_release(args: argparse.Namespace) -> int:
     if summary.public_key:
         print(f"public key: {summary.public_key}")
     print(f"report: {summary.report}")
+    return 0
+
+
+def _release_pipeline(args: argparse.Namespace, say) -> int:
+    from .pipeline_release import release_pipeline
+
+    summary = release_pipeline(args.version, landmarks=args.landmarks, store=args.store, out=args.out, key=args.key,
+                               aliases=tuple(args.alias or ()), runs=args.runs,
+                               say=(lambda m: None) if args.json else say)
+    if args.json:
+        print(json.dumps({"model": summary.model, "version": summary.version, "store": summary.store,
+                          "published": summary.published, "reports": [str(r) for r in summary.reports],
+                          "public_key": str(summary.public_key) if summary.public_key else None,
+                          "pairs": summary.rows, "not_shipped": summary.excluded}, indent=2))
+        return 0
+    print(summary.table())
+    state = "published" if summary.published else "already published (identical)"
+    print(f"\n{summary.model}@{summary.version} {state} to {summary.store}")
+    if summary.public_key:
+        print(f"public key: {summary.public_key}")
+    print("reports: " + ", ".join(str(r) for r in summary.reports))
     return 0
 
 
@@ -226,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     va.set_defaults(func=_cmd_validate)
 
     rel = sub.add_parser("release", help="build → validate → bench → publish, with a summary and the report path")
-    rel.add_argument("model")
+    rel.add_argument("model", help="zoo model id, or face_pipeline: the face detector and --landmarks as one "
+                                   "bundle, judged on whole photos")
+    rel.add_argument("--landmarks", default="attention_mesh",
+                     help="with face_pipeline: the landmark model of the bundle (default: attention_mesh)")
     rel.add_argument("--version", required=True, help="semantic version to publish, e.g. 1.0.0")
     rel.add_argument("--store", default=None, help="store URL (default: the local store `meshport ls` prints)")
     rel.add_argument("-o", "--out", "--output", dest="out", default="out", metavar="DIR",

@@ -170,7 +170,10 @@ class TorchNetwork:
 
 def as_network(net) -> Network:
     """`net` as a pipeline network: callables taking and returning NumPy stay as they are; a
-    torch module (it has `parameters` and `forward`) is wrapped."""
+    torch module (it has `parameters` and `forward`) is wrapped; None stays None (a pipeline
+    used only to detect)."""
+    if net is None:
+        return None
     if hasattr(net, "parameters") and hasattr(net, "forward"):
         return TorchNetwork(net)
     if not callable(net):
