@@ -16,7 +16,7 @@ from .pipeline import FacePipeline
 
 DETECTOR = "face_detector"
 # The zoo's face detectors the pipeline can use (one output contract: boxes, keypoints, scores
-# decoded in the network); short range finds faces down to ~11% of the frame width, full range
+# decoded in the network); short range finds faces down to ~10% of the frame width, full range
 # down to ~4%.
 DETECTORS = ("face_detector", "face_detector_full")
 
