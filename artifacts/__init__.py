@@ -7,7 +7,9 @@
 """
 from .errors import (CorruptIndexError, IntegrityError, InvalidNameError, NotFoundError, PublishError,
                      PublishInProgressError, ReadOnlyStoreError, SelfTestError, SignatureError, StoreError,
-                     VersionExistsError, VersionSpecError)
+                     VersionExistsError, VersionSpecError, PolicyError, UntrustedSignerError)
+from . import trust
+from .policy import Policy
 from .signing import canonical_json, keygen
 from .pulled import verify_dir
 from .results import FsckReport, PublishResult, PullResult, VerifyResult
@@ -19,5 +21,5 @@ __all__ = [
     "PublishInProgressError", "ReadOnlyStoreError", "SelfTestError", "SignatureError", "StoreError",
     "VersionExistsError", "VersionSpecError", "canonical_json", "keygen", "FsckReport", "PublishResult",
     "PullResult", "Store", "VerifyResult", "default_store_url", "release_publish", "verify_dir", "Version",
-    "parse_ref", "resolve",
+    "parse_ref", "resolve", "PolicyError", "UntrustedSignerError", "Policy", "trust",
 ]

@@ -6,7 +6,7 @@ from runtime.errors import IntegrityError, MeshportError
 
 __all__ = ["IntegrityError", "StoreError", "InvalidNameError", "VersionSpecError", "NotFoundError",
            "VersionExistsError", "PublishInProgressError", "ReadOnlyStoreError", "CorruptIndexError",
-           "SignatureError", "PublishError", "SelfTestError"]
+           "SignatureError", "PublishError", "SelfTestError", "PolicyError", "UntrustedSignerError"]
 
 
 class StoreError(MeshportError):
@@ -54,3 +54,11 @@ class PublishError(MeshportError):
 
 class SelfTestError(MeshportError):
     """An artifact's self-test outputs differ from the golden outputs recorded at publish time."""
+
+
+class PolicyError(PublishError):
+    """The store's policy (policy.json) refuses the publish: unsigned, unvalidated, or a signer it does not list."""
+
+
+class UntrustedSignerError(SignatureError):
+    """A manifest is signed by a key that is not in the user's trust directory (nor given with --public-key)."""

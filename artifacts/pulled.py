@@ -9,7 +9,7 @@ from typing import Callable
 from runtime.errors import IntegrityError, MissingFileError
 from runtime.files import sha256_path
 
-from . import signing
+from . import trust
 from .errors import NotFoundError
 from .manifest import MANIFEST
 from .results import VerifyResult
@@ -17,10 +17,14 @@ from .selftest import run_bundle
 from .versions import check_relpath
 
 Progress = Callable[[str], None] | None
+UNVERIFIED = "UNVERIFIED"      # written by `pull --insecure`: the manifest signature was not checked
 
 
-def verify_dir(path: Path | str, public_key: Path | str | None = None, progress: Progress = None) -> VerifyResult:
-    """Self-test the artifacts of a pulled directory (manifest.json + artifacts + selftest/)."""
+def verify_dir(path: Path | str, public_key: Path | str | None = None, progress: Progress = None, *,
+               insecure: bool = False) -> VerifyResult:
+    """Self-test the artifacts of a pulled directory (manifest.json + artifacts + selftest/), after
+    verifying the manifest signature against the trusted keys (plus `public_key`) unless `insecure`.
+    The result's `signature` is the verifying key id, None when unverified."""
     say = progress or (lambda m: None)
     root = Path(path)
     try:
@@ -29,7 +33,7 @@ def verify_dir(path: Path | str, public_key: Path | str | None = None, progress:
         raise MissingFileError(f"{root / MANIFEST} not found; pull a version first") from None
     except ValueError as exc:
         raise IntegrityError(f"{root / MANIFEST} is not JSON: {exc}") from None
-    kid = signing.verify(manifest, public_key) if public_key is not None else None
+    kid = None if insecure else trust.verify_trusted(manifest, [public_key])
     results = []
     for a in manifest["artifacts"]:
         local = root / check_relpath(a["path"])

@@ -97,13 +97,16 @@ def sign(doc: dict[str, Any], private_key: Path | str) -> dict[str, Any]:
 
 def verify(doc: dict[str, Any], public_key: Path | str) -> str:
     """Check `doc`'s signature with the trusted public key; returns the key id or raises SignatureError."""
+    return _verify_with(doc, _load_public(public_key), Path(public_key).name)
+
+
+def _verify_with(doc: dict[str, Any], key, name: str) -> str:
     from cryptography.exceptions import InvalidSignature
 
-    key = _load_public(public_key)
     kid = key_id(_raw_public(key))
     sig = doc.get("signature")
     if not sig:
-        raise SignatureError(f"{_what(doc)} is unsigned; it cannot be verified with {Path(public_key).name}")
+        raise SignatureError(f"{_what(doc)} is unsigned; it cannot be verified with {name}")
     if not isinstance(sig, dict) or sig.get("algorithm") != ALGORITHM or not isinstance(sig.get("value"), str):
         raise SignatureError(f"{_what(doc)}: malformed signature block")
     try:
@@ -121,3 +124,21 @@ def verify(doc: dict[str, Any], public_key: Path | str) -> str:
 
 def _what(doc: dict[str, Any]) -> str:
     return f"manifest of {doc.get('model', '?')}@{doc.get('version', '?')}"
+
+
+def verify_embedded(doc: dict[str, Any]) -> str:
+    """Check that `doc`'s signature verifies with the public key it carries (self-consistency, not trust:
+    a manifest edited after signing fails); returns the key id."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    sig = doc.get("signature")
+    if not isinstance(sig, dict) or not isinstance(sig.get("public_key"), str):
+        raise SignatureError(f"{_what(doc)}: malformed or missing signature block")
+    try:
+        raw = base64.b64decode(sig["public_key"], validate=True)
+        key = Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise SignatureError(f"{_what(doc)}: the signature's public key is malformed") from None
+    if key_id(raw) != sig.get("key_id"):
+        raise SignatureError(f"{_what(doc)}: the signature's key id does not match its public key")
+    return _verify_with(doc, key, f"its own key {sig.get('key_id')}")

@@ -25,13 +25,14 @@ from typing import Any, Callable, Iterable
 from runtime.files import sha256_path
 from runtime.errors import IntegrityError, MeshportError, MissingFileError
 
-from . import signing
+from . import signing, trust
 from .backends import Backend, _is_transport_error, open_backend
 from .errors import (CorruptIndexError, NotFoundError, PublishInProgressError,
                      StoreError, VersionExistsError)
 from .manifest import CARD, MANIFEST, dumps, now_utc
 from .publish import finish_manifest, prepare_version
-from .pulled import verify_dir
+from .policy import Policy, check_signer, check_validation, read_policy, write_policy
+from .pulled import UNVERIFIED, verify_dir
 from .results import FsckReport, PublishResult, PullResult, VerifyResult
 from .versions import (LATEST, Version, check_alias, check_model_name, check_relpath, latest_of, parse_ref,
                        resolve)
@@ -88,6 +89,14 @@ class Store:
                 raise StoreError(f"no store at {self.url}: {INDEX} not found") from None
             return empty_index()      # a new, empty store
         return parse_index(raw, self.url)
+
+    def policy(self) -> Policy:
+        """The store's policy (policy.json; the strict default when absent)."""
+        return read_policy(self.backend, self.url)
+
+    def set_policy(self, policy: Policy) -> Policy:
+        write_policy(self.backend, policy)
+        return self.policy()
 
     def _model(self, index: dict[str, Any], model: str) -> dict[str, Any]:
         check_model_name(model)
@@ -159,6 +168,7 @@ class Store:
         build, or a pipeline bundle of several builds), then add it to the index."""
         say = progress or (lambda m: None)
         v, aliases = self._check_publish(model, version, aliases, key)
+        check_validation(self.policy(), self.url, manifest)
         raw = finish_manifest(manifest, files, key)
         manifest = json.loads(raw)
         base = f"{model}/{v}"
@@ -207,6 +217,7 @@ class Store:
         self.backend._writable()
         if key is not None and not Path(key).is_file():
             raise MissingFileError(f"signing key {key} does not exist (create one with `meshport keygen`)")
+        check_signer(self.policy(), self.url, signing.private_key_id(key) if key is not None else None)
         index = self.read_index()                          # a corrupt index stops us before anything is written
         self._refuse_existing(model, v, index)
         return v, aliases
@@ -253,7 +264,8 @@ class Store:
 
     # pulling and verifying
     def pull(self, ref: str, out_dir: Path | str, *, format: str | None = None, precision: str | None = None,
-             public_key: Path | str | None = None, progress: Progress = None) -> PullResult:
+             public_key: Path | str | None = None, insecure: bool = False,
+             progress: Progress = None) -> PullResult:
         """Download the matching artifacts of MODEL@SPEC (+ their self-tests, the manifest and the card)
         into `out_dir`, checking every size and sha256 (and the signature, given a public key).
         Writes atomically: on any failure nothing new is left in `out_dir`."""
@@ -262,7 +274,7 @@ class Store:
         index = self.read_index()
         version = self.resolve(model, spec, index)
         manifest, raw = self.read_manifest(model, version, index)
-        kid = signing.verify(manifest, public_key) if public_key is not None else None
+        kid = None if insecure else trust.verify_trusted(manifest, [public_key])
         arts = [a for a in manifest["artifacts"] if (format is None or a["format"] == format)
                 and (precision is None or a["precision"] == precision)]
         if not arts:
@@ -283,6 +295,11 @@ class Store:
                     raise IntegrityError(f"{model}@{version}: {a['path']} tree digest ≠ manifest")
             (tmp / MANIFEST).write_bytes(raw)
             units = [a["path"] for a in arts] + [a["selftest"]["path"] for a in arts] + [CARD, MANIFEST]
+            if insecure:
+                (tmp / UNVERIFIED).write_text("pulled with --insecure: the manifest signature was not checked\n")
+                units.append(UNVERIFIED)
+            elif (out / UNVERIFIED).exists():
+                (out / UNVERIFIED).unlink()
             for u in units:
                 dest = out / u
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -328,12 +345,13 @@ class Store:
             raise IntegrityError(f"{rel}: sha256 {h.hexdigest()[:12]} ≠ manifest {row['sha256'][:12]} (corrupt or tampered)")
 
     def verify(self, ref: str, *, format: str | None = None, precision: str | None = None,
-               public_key: Path | str | None = None, progress: Progress = None) -> VerifyResult:
+               public_key: Path | str | None = None, insecure: bool = False,
+               progress: Progress = None) -> VerifyResult:
         """Pull MODEL@SPEC into a temporary directory and run every artifact's self-test bundle."""
         with tempfile.TemporaryDirectory(prefix="meshport-verify-") as d:
             pulled = self.pull(ref, Path(d) / "pull", format=format, precision=precision, public_key=public_key,
-                               progress=progress)
-            res = verify_dir(pulled.out_dir, public_key=None, progress=progress)
+                               insecure=insecure, progress=progress)
+            res = verify_dir(pulled.out_dir, insecure=True, progress=progress)
         return VerifyResult(pulled.model, pulled.version, res.results, pulled.signature)
 
     # maintenance
@@ -442,6 +460,15 @@ class Store:
             old = self.read_index()
         except CorruptIndexError:
             old = None
+        policy = self.policy()
+        quarantined = []
+        for key_ in sorted(complete):
+            why = self._untrustworthy(key_, complete[key_]["manifest"], policy)
+            if why is not None:
+                mo, v = key_
+                report.problems.append(f"{mo}@{v} left out of {INDEX}: {why}")
+                quarantined.append(f"{mo}@{v}")
+                del complete[key_]
         idx = empty_index()
         for (mo, v), info in sorted(complete.items(), key=lambda kv: kv[1]["manifest"].get("created") or ""):
             doc = info["manifest"]
@@ -461,8 +488,32 @@ class Store:
             m["aliases"][LATEST] = latest_of(m["versions"])
         self.backend.update(INDEX, lambda cur: dumps(idx))
         return {"store": self.url, "versions": sorted(f"{mo}@{v}" for mo, v in complete),
-                "removed_incomplete": removed, "index_was_corrupt": old is None and self.backend.exists(INDEX),
+                "removed_incomplete": removed, "quarantined": quarantined, "index_was_corrupt": old is None and self.backend.exists(INDEX),
                 "problems": report.problems}
+
+    def _untrustworthy(self, mv: tuple[str, str], doc: dict[str, Any], policy: Policy) -> str | None:
+        """Why a complete version may not be (re-)indexed: a signature that does not verify with its
+        own key, a signer or an unsigned version the policy refuses, or a file ≠ its manifest."""
+        sig = doc.get("signature")
+        if sig:
+            kid = sig.get("key_id") if isinstance(sig, dict) else None
+            try:
+                signing.verify_embedded(doc)
+            except MeshportError as exc:
+                return str(exc)
+            if policy.signers and kid not in policy.signers:
+                return f"signed by key {kid}, which the store's policy does not list"
+        elif policy.require_signature:
+            return "unsigned, and the store's policy requires signatures"
+        for r in doc.get("files") or []:
+            rel = f"{mv[0]}/{mv[1]}/{r['path']}"
+            try:
+                ok = self._check_file(rel, r, deep=True)
+            except (FileNotFoundError, KeyError, TypeError):
+                ok = "missing"
+            if ok is not True:
+                return f"{rel}: {ok}"
+        return None
 
 
 def release_publish(model: str, build_dir: Path | str, version: str, store: str | Path | None = None, *,

@@ -55,6 +55,9 @@ def release(model_id: str, version: str, store: str | None = None, out: Path | s
     say(f"[3/4] bench {model_id}")
     bench = bench_build(model_id, out, runs=runs, warmup=max(3, runs // 10))
     key, public_key = release_key(out, key)
+    if public_key is not None:
+        from artifacts import trust
+        say(f"      signing key {trust.public_key_id(public_key)} ({public_key}) is trusted for pull in {trust.trust_dir()}")
     say(f"[4/4] publish {model_id}@{version}")
     st = Store(store)
     published = True
@@ -69,14 +72,16 @@ def release(model_id: str, version: str, store: str | None = None, out: Path | s
 
 def release_key(out: Path, key: Path | str | None) -> tuple[Path | str, Path | None]:
     """(private key, its public key if made here): a local release without `key` is signed with a
-    project key kept beside the build (OUT/keys), created on first use."""
+    project key kept beside the build (OUT/keys), created on first use and added to the user's
+    trusted keys (it is the user's own key), so a key-less `pull` of the release verifies."""
     if key is not None:
         return key, None
-    from artifacts import keygen
+    from artifacts import keygen, trust
     key_dir = Path(out) / "keys"
     private, public = key_dir / PRIVATE_KEY, key_dir / PUBLIC_KEY
     if not private.exists():
         private, public = keygen(key_dir)
+    trust.add(public)
     return private, public
 
 

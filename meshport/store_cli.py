@@ -66,15 +66,17 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 @_guarded
 def _cmd_pull(args: argparse.Namespace) -> int:
+    if args.insecure:
+        _warn_insecure("pull")
     res = _store(args).pull(args.ref, args.output, format=args.format, precision=args.precision,
-                            public_key=args.public_key, progress=_progress(args))
+                            public_key=args.public_key, insecure=args.insecure, progress=_progress(args))
     if args.json:
         _print_json(res.to_json())
         return 0
     for a in res.artifacts:
         print(f"{Path(args.output) / a['path']}  {a['format']}/{a['precision']}  {a['bytes'] / 1e6:.2f} MB  "
               f"sha256 {a['sha256'][:12]} ok")
-    sig = f"signature ok (key {res.signature})" if res.signature else "signature not checked (no --public-key)"
+    sig = f"signature ok (key {res.signature})" if res.signature else "signature NOT checked (--insecure)"
     print(f"{res.model}@{res.version}: checksums ok, {sig}")
     return 0
 
@@ -139,11 +141,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from artifacts import verify_dir
     if bool(args.ref) == bool(args.dir):
         raise UsageError("give MODEL@SPEC (verify from the store) or --dir DIR (verify a pulled directory)")
+    if args.insecure:
+        _warn_insecure("verify")
     if args.dir:
-        res = verify_dir(args.dir, public_key=args.public_key, progress=_progress(args))
+        res = verify_dir(args.dir, public_key=args.public_key, progress=_progress(args), insecure=args.insecure)
     else:
         res = _store(args).verify(args.ref, format=args.format, precision=args.precision,
-                                  public_key=args.public_key, progress=_progress(args))
+                                  public_key=args.public_key, insecure=args.insecure, progress=_progress(args))
     if args.json:
         _print_json(res.to_json())
     else:
@@ -158,7 +162,60 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         failed = [r.artifact for r in res.results if not r.passed]
         raise SelfTestError(f"self-test failed for {', '.join(failed)} of {res.model}@{res.version}")
     if not args.json:
-        print(f"{res.model}@{res.version}: {len(res.results)} artifact(s) reproduce their published outputs")
+        trusted = f"signed by trusted key {res.signature}" if res.signature else "signature NOT verified"
+        print(f"{res.model}@{res.version}: {len(res.results)} artifact(s) reproduce their published outputs; {trusted}")
+    return 0
+
+
+def _warn_insecure(what: str) -> None:
+    print(f"WARNING: --insecure: {what} does not verify the manifest signature; the artifacts may come from anyone",
+          file=sys.stderr)
+
+
+@_guarded
+def _cmd_store_init(args: argparse.Namespace) -> int:
+    from artifacts import trust
+    from artifacts.policy import Policy
+    signers = sorted({trust.public_key_id(k) for k in args.signer or []})
+    pol = _store(args).set_policy(Policy(require_signature=not args.allow_unsigned,
+                                         require_validation=not args.allow_unvalidated, signers=signers))
+    return _show_policy(args, pol)
+
+
+@_guarded
+def _cmd_store_policy(args: argparse.Namespace) -> int:
+    return _show_policy(args, _store(args).policy())
+
+
+def _show_policy(args: argparse.Namespace, pol: Any) -> int:
+    if args.json:
+        _print_json({**pol.to_json(), "declared": pol.declared})
+        return 0
+    where = "policy.json" if pol.declared else "no policy.json: the default"
+    print(f"{args.store or _default()} ({where}): signature {'required' if pol.require_signature else 'optional'}, "
+          f"passing parity {'required' if pol.require_validation else 'optional'}, "
+          f"signers: {', '.join(pol.signers) or 'any key'}")
+    return 0
+
+
+@_guarded
+def _cmd_trust(args: argparse.Namespace) -> int:
+    from artifacts import trust
+    if args.trust_command == "add":
+        kid = trust.add(args.key)
+        print(f"trusted key {kid} ({trust.trust_dir()})")
+    elif args.trust_command == "rm":
+        trust.remove(args.key_id)
+        print(f"removed trusted key {args.key_id}")
+    else:
+        keys = trust.keys()
+        if args.json:
+            _print_json({"trust_dir": str(trust.trust_dir()), "keys": {k: str(p) for k, p in keys.items()}})
+        else:
+            for k, p in keys.items():
+                print(f"{k}  {p}")
+            if not keys:
+                print(f"no trusted keys in {trust.trust_dir()}")
     return 0
 
 
@@ -186,6 +243,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     else:
         for r in rep["removed_incomplete"]:
             print(f"removed incomplete publish {r}")
+        for p in rep["problems"]:
+            print(f"problem: {p}")
         print(f"{rep['store']}: index rebuilt with {len(rep['versions'])} version(s)")
     return 0
 
@@ -240,7 +299,8 @@ def add_store_commands(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--format", help="onnx, tflite or coreml (default: all)")
     p.add_argument("--precision", help="fp32, fp16 or int8 (default: all)")
-    p.add_argument("--public-key", type=Path, metavar="PEM", help="verify the manifest signature with this key")
+    p.add_argument("--public-key", type=Path, metavar="PEM", help="also trust this key for this pull")
+    p.add_argument("--insecure", action="store_true", help="skip signature verification (warns; marks the dir UNVERIFIED)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     _store_args(p)
     p.set_defaults(func=_cmd_pull)
@@ -268,13 +328,36 @@ def add_store_commands(sub: Any) -> None:
     p.add_argument("--dir", metavar="DIR", help="verify a pulled directory instead of the store")
     p.add_argument("--format", help="only this format")
     p.add_argument("--precision", help="only this precision")
-    p.add_argument("--public-key", type=Path, metavar="PEM", help="verify the manifest signature with this key")
+    p.add_argument("--public-key", type=Path, metavar="PEM", help="also trust this key")
+    p.add_argument("--insecure", action="store_true", help="skip signature verification (warns)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     _store_args(p)
     p.set_defaults(func=_cmd_verify)
 
-    st = sub.add_parser("store", help="store maintenance: fsck, repair, alias")
+    tr = sub.add_parser("trust", help="the signing keys pull and verify trust ($MESHPORT_TRUST_DIR)")
+    tsub = tr.add_subparsers(dest="trust_command", required=True, metavar="ACTION")
+    p = tsub.add_parser("add", help="trust a public key")
+    p.add_argument("key", type=Path, metavar="KEY.pub")
+    p.set_defaults(func=_cmd_trust)
+    p = tsub.add_parser("ls", help="list trusted keys")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_trust)
+    p = tsub.add_parser("rm", help="stop trusting a key")
+    p.add_argument("key_id", metavar="KEYID")
+    p.set_defaults(func=_cmd_trust)
+
+    st = sub.add_parser("store", help="store maintenance: init, policy, fsck, repair, alias")
     ssub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    p = ssub.add_parser("init", help="write the store's policy.json (default: signed and validated versions only)")
+    p.add_argument("--allow-unsigned", action="store_true", help="accept unsigned versions")
+    p.add_argument("--allow-unvalidated", action="store_true", help="accept versions without a passing parity report")
+    p.add_argument("--signer", action="append", type=Path, metavar="KEY.pub",
+                   help="only keys given here may sign (repeatable; default: any key)")
+    _store_args(p)
+    p.set_defaults(func=_cmd_store_init)
+    p = ssub.add_parser("policy", help="show the store's policy")
+    _store_args(p)
+    p.set_defaults(func=_cmd_store_policy)
     p = ssub.add_parser("fsck", help="check the index, manifests and files; non-zero exit on problems")
     p.add_argument("--deep", action="store_true", help="also hash every file")
     _store_args(p)

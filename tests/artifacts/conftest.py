@@ -72,6 +72,17 @@ def other_keys(tmp_path_factory) -> tuple[Path, Path]:
     return keygen(tmp_path_factory.mktemp("other_keys"))
 
 
+@pytest.fixture(autouse=True)
+def trusted(tmp_path, monkeypatch, keys) -> Path:
+    """Every test gets its own trust directory ($MESHPORT_TRUST_DIR, never the real home) holding the
+    public key the `published` store is signed with, as a user who pulls from it would have."""
+    from artifacts import trust
+    d = tmp_path / "trust"
+    monkeypatch.setenv(trust.TRUST_ENV, str(d))
+    trust.add(keys[1])
+    return d
+
+
 @pytest.fixture(scope="session")
 def published(tmp_path_factory, build_dir, keys) -> Path:
     """A local store holding attention_mesh 1.0.0 (onnx + coreml, signed, alias `stable`) and

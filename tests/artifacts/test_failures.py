@@ -17,6 +17,7 @@ from artifacts import (CorruptIndexError, IntegrityError, InvalidNameError, NotF
                        PublishInProgressError, SignatureError, Store, VersionExistsError, release_publish)
 from artifacts.server import serve_in_thread
 from artifacts.signing import sign
+from artifacts.policy import Policy
 
 MODEL = "attention_mesh"
 REPO = Path(__file__).resolve().parents[2]
@@ -91,9 +92,10 @@ def test_connection_dropped_mid_body(tmp_path, published):
     assert not (tmp_path / "out").exists()
 
 
-def test_signature_errors(published, keys, other_keys, build_dir, tmp_path, store_copy):
+def test_signature_errors(published, keys, other_keys, build_dir, tmp_path, store_copy, monkeypatch):
     store = Store(published)
-    with pytest.raises(SignatureError, match="does not verify"):
+    monkeypatch.setenv("MESHPORT_TRUST_DIR", str(tmp_path / "no-trust"))   # the signer is not trusted
+    with pytest.raises(SignatureError, match="not trusted"):
         store.pull(f"{MODEL}@1.0.0", tmp_path / "a", format="onnx", public_key=other_keys[1])
     assert not (tmp_path / "a").exists()
     with pytest.raises(SignatureError, match="not a PEM public key"):
@@ -113,12 +115,13 @@ def test_signature_errors(published, keys, other_keys, build_dir, tmp_path, stor
     with pytest.raises(SignatureError, match="modified after signing"):
         Store(store_copy).pull(f"{MODEL}@1.1.0", tmp_path / "c", public_key=keys[1])
     assert not (tmp_path / "c").exists()
-    # re-signed with another key: the trusted key rejects it
+    # re-signed with another key: not a trusted signer
     _rewrite_manifest(store_copy, "1.1.0", sign(man, other_keys[0]))
-    with pytest.raises(SignatureError, match="signed by key"):
+    with pytest.raises(SignatureError, match="signed by key .* not trusted"):
         Store(store_copy).pull(f"{MODEL}@1.1.0", tmp_path / "d", public_key=keys[1])
     # an unsigned version cannot pass a signature check
     s = Store(tmp_path / "unsigned")
+    s.set_policy(Policy(require_signature=False))
     s.publish(MODEL, build_dir, "0.1.0", formats=["onnx"])
     with pytest.raises(SignatureError, match="unsigned"):
         s.pull(f"{MODEL}@0.1.0", tmp_path / "e", public_key=keys[1])
@@ -138,12 +141,12 @@ def _rewrite_manifest(root: Path, version: str, man: dict) -> None:
     (root / "index.json").write_text(json.dumps(idx))
 
 
-def test_republish_is_refused(store_copy, build_dir):
+def test_republish_is_refused(store_copy, build_dir, keys):
     with pytest.raises(VersionExistsError, match="already published"):
-        Store(store_copy).publish(MODEL, build_dir, "1.0.0", formats=["onnx"])
+        Store(store_copy).publish(MODEL, build_dir, "1.0.0", formats=["onnx"], key=keys[0])
 
 
-def test_concurrent_publishes_of_one_version(build_dir, tmp_path):
+def test_concurrent_publishes_of_one_version(build_dir, tmp_path, keys):
     """Threads race for 3.0.0: exactly one wins; the rest get VersionExistsError; the store is valid."""
     store_url = tmp_path / "store"
     barrier = threading.Barrier(4)
@@ -153,7 +156,7 @@ def test_concurrent_publishes_of_one_version(build_dir, tmp_path):
         s = Store(store_url)
         barrier.wait(timeout=60)
         try:
-            results.append(s.publish(MODEL, build_dir, "3.0.0", formats=["onnx"]))
+            results.append(s.publish(MODEL, build_dir, "3.0.0", formats=["onnx"], key=keys[0]))
         except VersionExistsError as exc:        # PublishInProgressError is a VersionExistsError
             results.append(exc)
     threads = [threading.Thread(target=go) for _ in range(4)]
@@ -168,13 +171,13 @@ def test_concurrent_publishes_of_one_version(build_dir, tmp_path):
     assert store.fsck(deep=True).ok
 
 
-def test_concurrent_publishes_of_different_versions_keep_every_version(build_dir, tmp_path):
+def test_concurrent_publishes_of_different_versions_keep_every_version(build_dir, tmp_path, keys):
     store_url = tmp_path / "store"
     errors: list[Exception] = []
 
     def go(v: str) -> None:
         try:
-            Store(store_url).publish(MODEL, build_dir, v, formats=["onnx"], aliases=["stable"])
+            Store(store_url).publish(MODEL, build_dir, v, formats=["onnx"], aliases=["stable"], key=keys[0])
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
     threads = [threading.Thread(target=go, args=(f"1.{i}.0",)) for i in range(4)]
@@ -203,17 +206,17 @@ def test_unsafe_versions_are_rejected(bad, build_dir, tmp_path):
         Store(tmp_path / "s").publish(MODEL, build_dir, bad)
 
 
-def test_manifest_paths_cannot_escape(store_copy, tmp_path):
+def test_manifest_paths_cannot_escape(store_copy, tmp_path, keys):
     vdir = store_copy / MODEL / "1.1.0"
     man = json.loads((vdir / "manifest.json").read_text())
     man["files"][0]["path"] = "../../escape.onnx"
-    _rewrite_manifest(store_copy, "1.1.0", man)
+    _rewrite_manifest(store_copy, "1.1.0", sign(man, keys[0]))    # even a trusted signer cannot escape
     with pytest.raises(InvalidNameError):
         Store(store_copy).pull(f"{MODEL}@1.1.0", tmp_path / "out")
     assert not (tmp_path / "escape.onnx").exists() and not (tmp_path / "out").exists()
 
 
-def test_corrupt_index_then_repair(store_copy, tmp_path):
+def test_corrupt_index_then_repair(store_copy, tmp_path, keys):
     (store_copy / "index.json").write_text('{"schema": "meshport.index/1", "models": {"attention_mesh": ')
     store = Store(store_copy)
     with pytest.raises(CorruptIndexError, match="store repair"):
@@ -221,7 +224,7 @@ def test_corrupt_index_then_repair(store_copy, tmp_path):
     with pytest.raises(CorruptIndexError):
         store.pull(f"{MODEL}@latest", tmp_path / "out")
     with pytest.raises(CorruptIndexError):
-        store.publish(MODEL, tmp_path, "9.0.0")          # refused before anything is read or written
+        store.publish(MODEL, tmp_path, "9.0.0", key=keys[0])          # refused before anything is read or written
     assert not store.fsck().ok
     rep = store.repair()
     assert rep["versions"] == [f"{MODEL}@1.0.0", f"{MODEL}@1.1.0"] and rep["index_was_corrupt"]
@@ -231,12 +234,12 @@ def test_corrupt_index_then_repair(store_copy, tmp_path):
     assert store.pull(f"{MODEL}@stable", tmp_path / "out", format="onnx").version == "1.0.0"
 
 
-def test_crash_mid_publish_leaves_no_visible_version(build_dir, tmp_path):
+def test_crash_mid_publish_leaves_no_visible_version(build_dir, tmp_path, keys):
     """A publisher killed (os._exit) after uploading the files but before the manifest."""
     store_dir = tmp_path / "store"
-    Store(store_dir).publish(MODEL, build_dir, "1.0.0", formats=["onnx"])
+    Store(store_dir).publish(MODEL, build_dir, "1.0.0", formats=["onnx"], key=keys[0])
     script = (f"import os\nfrom artifacts import Store\n"
-              f"Store({str(store_dir)!r}).publish({MODEL!r}, {str(build_dir)!r}, '1.1.0', formats=['onnx'], "
+              f"Store({str(store_dir)!r}).publish({MODEL!r}, {str(build_dir)!r}, '1.1.0', formats=['onnx'], key={str(keys[0])!r}, "
               f"progress=lambda m: os._exit(9) if m.startswith('write manifest') else None)\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=120)
@@ -250,14 +253,14 @@ def test_crash_mid_publish_leaves_no_visible_version(build_dir, tmp_path):
     rep = store.fsck()
     assert any("incomplete publish" in p for p in rep.problems)
     with pytest.raises(PublishInProgressError, match="store repair"):
-        store.publish(MODEL, build_dir, "1.1.0", formats=["onnx"])
+        store.publish(MODEL, build_dir, "1.1.0", formats=["onnx"], key=keys[0])
     assert store.repair(stale_after=3600)["removed_incomplete"] == []          # a young claim may be live
     assert store.repair(stale_after=0)["removed_incomplete"] == [f"{MODEL}@1.1.0"]
-    store.publish(MODEL, build_dir, "1.1.0", formats=["onnx"])
+    store.publish(MODEL, build_dir, "1.1.0", formats=["onnx"], key=keys[0])
     assert store.resolve(MODEL, "latest") == "1.1.0" and store.fsck(deep=True).ok
 
 
-def test_failed_publish_cleans_up(build_dir, tmp_path):
+def test_failed_publish_cleans_up(build_dir, tmp_path, keys):
     """An exception mid-upload (here raised from the progress hook) removes what was written."""
     store = Store(tmp_path / "store")
 
@@ -265,33 +268,33 @@ def test_failed_publish_cleans_up(build_dir, tmp_path):
         if msg.startswith("upload selftest"):
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        store.publish(MODEL, build_dir, "1.0.0", formats=["onnx"], progress=boom)
+        store.publish(MODEL, build_dir, "1.0.0", formats=["onnx"], progress=boom, key=keys[0])
     assert not (tmp_path / "store" / MODEL / "1.0.0").exists()
-    store.publish(MODEL, build_dir, "1.0.0", formats=["onnx"])
+    store.publish(MODEL, build_dir, "1.0.0", formats=["onnx"], key=keys[0])
     assert store.fsck(deep=True).ok
 
 
-def test_publish_refuses_bad_builds(build_dir, tmp_path):
+def test_publish_refuses_bad_builds(build_dir, tmp_path, keys):
     import shutil
     b = tmp_path / "b"
     shutil.copytree(build_dir, b)
     root = b / MODEL
     (root / "parity.json").unlink()
     with pytest.raises(PublishError, match="no parity report"):
-        release_publish(MODEL, b, "1.0.0", tmp_path / "s")
+        release_publish(MODEL, b, "1.0.0", tmp_path / "s", key=keys[0])
     parity = json.loads((build_dir / MODEL / "parity.json").read_text())
     parity["edges"][0]["passed"] = parity["passed"] = False
     (root / "parity.json").write_text(json.dumps(parity))
     with pytest.raises(PublishError, match="parity failed"):
-        release_publish(MODEL, b, "1.0.0", tmp_path / "s")
+        release_publish(MODEL, b, "1.0.0", tmp_path / "s", key=keys[0])
     (root / "parity.json").unlink()
     with (root / "attention_mesh.onnx").open("r+b") as f:
         f.seek(10)
         f.write(b"\xff")
     with pytest.raises(IntegrityError, match="changed since it was built"):
-        Store(tmp_path / "s").publish(MODEL, b, "1.0.0", formats=["onnx"])
+        Store(tmp_path / "s").publish(MODEL, b, "1.0.0", formats=["onnx"], key=keys[0])
     with pytest.raises(BuildRecordError, match="no build record"):
-        Store(tmp_path / "s").publish(MODEL, tmp_path / "nowhere", "1.0.0")
+        Store(tmp_path / "s").publish(MODEL, tmp_path / "nowhere", "1.0.0", key=keys[0])
     assert not (tmp_path / "s" / MODEL).exists()
 
 

@@ -106,12 +106,12 @@ def test_publish_and_pull_over_s3(s3, build_dir, keys, tmp_path):
     _same_files(tmp_path / "out", build_dir / MODEL, ["attention_mesh.onnx", "attention_mesh-fp32.mlpackage"])
     assert store.fsck(deep=True).ok
     with pytest.raises(VersionExistsError, match="immutable"):   # index says so
-        store.publish(MODEL, build_dir, "2.0.0", formats=["onnx"])
+        store.publish(MODEL, build_dir, "2.0.0", formats=["onnx"], key=keys[0])
     # the exclusive create itself refuses a second claim (If-None-Match: *), even without the index
     with pytest.raises(FileExistsError):
         store.backend.create(f"{MODEL}/2.0.0/.claim.json", b"{}")
     # compare-and-swap index update: a second version lands next to the first
-    store.publish(MODEL, build_dir, "2.1.0", formats=["onnx"])
+    store.publish(MODEL, build_dir, "2.1.0", formats=["onnx"], key=keys[0])
     assert [r["version"] for r in store.list_versions(MODEL)] == ["2.0.0", "2.1.0"]
     assert store.resolve(MODEL, "latest") == "2.1.0"
     # the S3 endpoint can come from the environment (what the CLI's --s3-endpoint sets)

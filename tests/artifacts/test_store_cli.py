@@ -58,8 +58,12 @@ def test_publish_ls_pull_verify_alias(build_dir, keys, tmp_path, capsys, monkeyp
     rc, out, _ = run(capsys, "publish", MODEL, "--build", build_dir, "--version", "1.0.0", "--key", keys[0],
                      "--formats", "onnx", "--alias", "stable", "--json")
     assert rc == 0 and json.loads(out)["signed_by"]
-    rc, out, _ = run(capsys, "publish", MODEL, "--build", build_dir, "--version", "1.1.0", "--formats", "onnx", "-q")
-    assert rc == 0 and "UNSIGNED" in out
+    rc, _, err = run(capsys, "publish", MODEL, "--build", build_dir, "--version", "1.1.0", "--formats", "onnx", "-q")
+    one_line_error(rc, err, "requires signed versions")                      # the default store policy
+    assert not (store / MODEL / "1.1.0").exists()
+    rc, out, _ = run(capsys, "publish", MODEL, "--build", build_dir, "--version", "1.1.0", "--formats", "onnx", "-q",
+                     "--key", keys[0])
+    assert rc == 0 and "signed by key" in out
     rc, out, _ = run(capsys, "ls")
     assert rc == 0 and out.splitlines()[0] == f"store: {store}" and "latest→1.1.0" in out
     rc, out, _ = run(capsys, "ls", "--json")
@@ -79,12 +83,12 @@ def test_publish_ls_pull_verify_alias(build_dir, keys, tmp_path, capsys, monkeyp
     assert rc == 0 and json.loads(out)["ok"]
     # bad input: one line, non-zero
     cases = [
-        (["publish", MODEL, "--build", build_dir, "--version", "1.0.0", "--formats", "onnx"], "already published"),
-        (["publish", MODEL, "--build", build_dir, "--version", "v1"], "invalid version"),
-        (["publish", "../x", "--build", build_dir, "--version", "1.0.0"], "invalid model name"),
-        (["publish", MODEL, "--build", tmp_path / "none", "--version", "2.0.0"], "no build record"),
+        (["publish", MODEL, "--build", build_dir, "--version", "1.0.0", "--formats", "onnx", "--key", keys[0]], "already published"),
+        (["publish", MODEL, "--build", build_dir, "--version", "v1", "--key", keys[0]], "invalid version"),
+        (["publish", "../x", "--build", build_dir, "--version", "1.0.0", "--key", keys[0]], "invalid model name"),
+        (["publish", MODEL, "--build", tmp_path / "none", "--version", "2.0.0", "--key", keys[0]], "no build record"),
         (["publish", MODEL, "--build", build_dir, "--version", "2.0.0", "--key", tmp_path / "no.pem"], "does not exist"),
-        (["publish", MODEL, "--build", build_dir, "--version", "2.0.0", "--alias", "latest"], "latest"),
+        (["publish", MODEL, "--build", build_dir, "--version", "2.0.0", "--alias", "latest", "--key", keys[0]], "latest"),
         (["pull", f"{MODEL}@9.9.9", "-o", tmp_path / "x"], "not published"),
         (["pull", f"{MODEL}@^1", "--format", "tflite", "-o", tmp_path / "x"], "has no tflite"),
         (["pull", "nope@1.0.0", "-o", tmp_path / "x"], "not in the store"),

@@ -12,9 +12,10 @@ from meshport.release import release
 
 
 @pytest.mark.slow
-def test_release_publishes_a_verifiable_version_and_is_idempotent(full_build, tmp_path):
+def test_release_publishes_a_verifiable_version_and_is_idempotent(full_build, tmp_path, monkeypatch):
     root, _ = full_build
     store = tmp_path / "store"
+    monkeypatch.setenv("MESHPORT_TRUST_DIR", str(tmp_path / "trust"))   # release trusts its own key here
     first = release("attention_mesh", "1.0.0", store=str(store), out=root.parent, runs=5)
     assert first.published and first.report.exists() and first.public_key.exists()
     assert {r["format"] for r in first.rows} == {"onnx", "tflite", "coreml"}
@@ -33,11 +34,10 @@ def test_release_publishes_a_verifiable_version_and_is_idempotent(full_build, tm
             assert ("not device latency" in r["latency_kind"]) == device.software
     # Pull what was published and check it against the build, signature included.
     st = Store(str(store))
-    pulled = st.pull("attention_mesh@latest", tmp_path / "pulled", format="tflite", precision="fp32",
-                     public_key=first.public_key)
+    pulled = st.pull("attention_mesh@latest", tmp_path / "pulled", format="tflite", precision="fp32")
     assert (tmp_path / "pulled" / "attention_mesh-fp32.tflite").read_bytes() == \
         (root / "attention_mesh-fp32.tflite").read_bytes()
-    assert pulled.model == "attention_mesh" and pulled.signature  # verified with the release key
+    assert pulled.model == "attention_mesh" and pulled.signature  # verified: release trusted its key
     # The same release again is a no-op, not an error.
     again = release("attention_mesh", "1.0.0", store=str(store), out=root.parent, runs=3)
     assert not again.published
