@@ -70,7 +70,11 @@ def check_validation(policy: Policy, url: str, manifest: dict[str, Any]) -> None
     """Refuse a version without a passing parity report when the policy requires validation."""
     if not policy.require_validation:
         return
-    parity = (manifest.get("evidence") or {}).get("parity")
+    evidence = manifest.get("evidence") or {}
+    photo = evidence.get("photo_parity")
+    if isinstance(photo, dict) and photo.get("rows"):
+        return          # a pipeline bundle: it ships only the targets that passed whole-photo parity
+    parity = evidence.get("parity")
     if not isinstance(parity, dict) or parity.get("passed") is not True:
         why = "no parity report" if parity is None else "a parity report that did not pass"
         raise PolicyError(f"{url} requires validated versions but {manifest.get('model')}@{manifest.get('version')} "
