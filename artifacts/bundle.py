@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from . import card as _card
 from .errors import PublishError
-from .manifest import SCHEMA, dumps, finite, git_commit, now_utc
+from .manifest import CARD, SCHEMA, dumps, finite, git_commit, now_utc
 from .publish import Progress, prepare_version
 
 ROLES = ("detector", "landmarks")
@@ -133,7 +133,7 @@ def prepare_pipeline(name: str, components: dict[str, tuple[str, Path | str]], v
         "evidence": {"photo_parity": finite(photo_parity), "photo_parity_file": "evidence/photo_parity.json"},
         "license": {"code": "Apache-2.0", "weights": None},
         "aliases": sorted(aliases),
-        "model_card": _card.CARD,
+        "model_card": CARD,
         "signed_by": None,
         "files": rows,
     }

@@ -32,10 +32,10 @@ class PipelineSummary:
     excluded: list[dict] = field(default_factory=list)
 
     def table(self) -> str:
-        head = f"{'target':<14} {'detector artifact':<34} {'landmark artifact':<36} {'worst %IOD':>10} {'bound':>7}"
+        head = f"{'target':<14} {'detector artifact':<44} {'landmark artifact':<46} {'worst %IOD':>10} {'bound':>7}"
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            lines.append(f"{r['target']:<14} {r['detector']:<34} {r['landmarks']:<36} "
+            lines.append(f"{r['target']:<14} {r['detector']:<44} {r['landmarks']:<46} "
                          f"{r['worst_mean_iod_pct']:>10.4f} {r['bound']:>7.3f}")
         lines += [f"not shipped: {x['target']} — {x['reason']}" for x in self.excluded]
         return "\n".join(lines)

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from modelzoo.photo.contract import (ContractSpec, PipelineContractError, check_contract, pipeline_options)
-from modelzoo.photo.networks import RunnerNetwork
+from modelzoo.photo.networks import RunnerNetwork, default_runner
 from modelzoo.photo.pipeline import FacePipeline as _FacePipeline
 from modelzoo.photo.pipeline import FaceTracker, PhotoResult
 from runtime.errors import IntegrityError, MissingFileError
 from runtime.files import sha256_path
 from runtime.record import PULLED_MANIFEST, ArtifactRecord
-from runtime.runners import DEFAULT_RUNNERS, RunnerError, get_runner, runner_for
+from runtime.runners import get_runner, runner_for
 
 __all__ = ["FacePipeline", "FaceTracker", "PhotoResult", "PipelineContractError"]
 
@@ -63,7 +63,7 @@ class FacePipeline(_FacePipeline):
                 entry = ArtifactRecord.from_json(row)
                 _check_file(root / entry.path, entry, mpath)
                 spec = ContractSpec.from_io_contract(model, manifest["components"][role]["io_contract"])
-                name = runtime if runtime is not None and get_runner(runtime).format == fmt else _runner_name(fmt)
+                name = runtime if runtime is not None and get_runner(runtime).format == fmt else default_runner(fmt)
                 networks.append(RunnerNetwork(stack.enter_context(runner_for(name, spec, root, entry,
                                                                              threads=threads))))
             pipeline = cls(*networks, **{**pipeline_options(block), **options})
@@ -104,9 +104,3 @@ def _check_file(path: Path, entry: ArtifactRecord, where: Path) -> None:
     if sha256_path(path) != entry.sha256:
         raise IntegrityError(f"{path}: sha256 ≠ {where} (modified after pull)")
 
-
-def _runner_name(fmt: str) -> str:
-    names = [n for n in DEFAULT_RUNNERS.get(fmt, ()) if get_runner(n).is_available().ok]
-    if not names:
-        raise RunnerError(f"no runner available on this machine for {fmt} artifacts")
-    return names[0]

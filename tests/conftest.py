@@ -78,3 +78,12 @@ def torch_pipeline():
     from modelzoo.photo.networks import open_pipeline
     with ExitStack() as stack:
         yield open_pipeline(stack, "attention_mesh")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _trust_dir(tmp_path_factory):
+    """Keys a test's release trusts go to a temporary trust directory, never the user's home
+    (tests that need their own set $MESHPORT_TRUST_DIR again)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MESHPORT_TRUST_DIR", str(tmp_path_factory.mktemp("trust")))
+        yield

@@ -46,13 +46,15 @@ def _artifact_runner(model: str, build: Path, fmt: str, precision: str, runtime:
     spec = modelzoo.get_spec(model)
     record = BuildRecord.load(build, spec)
     entry = record.artifact(fmt, precision)
-    name = runtime
-    if name is None:
-        names = [n for n in DEFAULT_RUNNERS.get(fmt, ()) if get_runner(n).is_available().ok]
-        if not names:
-            raise PipelineBuildError(f"no runner available on this machine for {fmt} artifacts")
-        name = names[0]
-    return runner_for(name, spec, record.root, entry, threads=threads)
+    return runner_for(runtime or default_runner(fmt), spec, record.root, entry, threads=threads)
+
+
+def default_runner(fmt: str) -> str:
+    """The first runner of DEFAULT_RUNNERS[fmt] this machine can run."""
+    names = [n for n in DEFAULT_RUNNERS.get(fmt, ()) if get_runner(n).is_available().ok]
+    if not names:
+        raise PipelineBuildError(f"no runner available on this machine for {fmt} artifacts")
+    return names[0]
 
 
 def pytorch_runner(model: str, threads: int | None = None, cache_dir: Path | None = None) -> Runner:
