@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 from runtime.errors import UsageError
 
+from .options import formats, list_of, one_of, precisions
+
 
 def _store(args: argparse.Namespace):
     from artifacts import Store
@@ -52,7 +54,7 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
 def _cmd_publish(args: argparse.Namespace) -> int:
     store = _store(args)
     res = store.publish(args.model, args.build, args.version, key=args.key, aliases=args.alias or [],
-                        formats=_split(args.formats), precisions=_split(args.precisions),
+                        formats=args.formats, precisions=args.precisions,
                         allow_failed_parity=args.allow_failed_parity, require_parity=args.require_parity,
                         progress=_progress(args))
     if args.json:
@@ -264,10 +266,6 @@ def _default() -> str:
     return default_store_url()
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 def _store_args(p: argparse.ArgumentParser, json_help: str | None = "print JSON") -> None:
     p.add_argument("--store", metavar="URL", default=None,
                    help="store: a directory, s3://bucket/prefix or http(s)://… (default: $MESHPORT_STORE or "
@@ -286,8 +284,10 @@ def add_store_commands(sub: Any) -> None:
     p.add_argument("--version", required=True, metavar="X.Y.Z", help="semantic version to publish")
     p.add_argument("--alias", action="append", metavar="NAME", help="also point this alias at it (repeatable)")
     p.add_argument("--key", type=Path, metavar="PEM", help="Ed25519 private key to sign the manifest (meshport keygen)")
-    p.add_argument("--formats", help="comma-separated formats to publish (default: all built)")
-    p.add_argument("--precisions", help="comma-separated precisions to publish (default: all built)")
+    p.add_argument("--formats", type=list_of("--formats", formats),
+                   help="comma-separated formats to publish (default: all built)")
+    p.add_argument("--precisions", type=list_of("--precisions", precisions),
+                   help="comma-separated precisions to publish (default: all built)")
     p.add_argument("--require-parity", action="store_true", help="refuse a build without parity.json")
     p.add_argument("--allow-failed-parity", action="store_true", help="publish even if parity.json records failures")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -297,8 +297,8 @@ def add_store_commands(sub: Any) -> None:
     p = sub.add_parser("pull", help="download a version's artifacts, verifying checksums (and signature)")
     p.add_argument("ref", metavar="MODEL@SPEC", help="e.g. attention_mesh@1.2.3, @^1.2, @~1.2, @latest, @stable")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--format", help="onnx, tflite or coreml (default: all)")
-    p.add_argument("--precision", help="fp32, fp16 or int8 (default: all)")
+    p.add_argument("--format", type=one_of("--format", formats), help="onnx, tflite or coreml (default: all)")
+    p.add_argument("--precision", type=one_of("--precision", precisions), help="fp32, fp16 or int8 (default: all)")
     p.add_argument("--public-key", type=Path, metavar="PEM", help="also trust this key for this pull")
     p.add_argument("--insecure", action="store_true", help="skip signature verification (warns; marks the dir UNVERIFIED)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -326,8 +326,8 @@ def add_store_commands(sub: Any) -> None:
     p = sub.add_parser("verify", help="run a version's self-test bundles on this host")
     p.add_argument("ref", nargs="?", metavar="MODEL@SPEC")
     p.add_argument("--dir", metavar="DIR", help="verify a pulled directory instead of the store")
-    p.add_argument("--format", help="only this format")
-    p.add_argument("--precision", help="only this precision")
+    p.add_argument("--format", type=one_of("--format", formats), help="only this format")
+    p.add_argument("--precision", type=one_of("--precision", precisions), help="only this precision")
     p.add_argument("--public-key", type=Path, metavar="PEM", help="also trust this key")
     p.add_argument("--insecure", action="store_true", help="skip signature verification (warns)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

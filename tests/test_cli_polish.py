@@ -136,9 +136,13 @@ def test_json_and_out_mean_the_same_in_every_command():
     (("predict", "attention_mesh", "--runtime", "nope"), "--runtime", "tflite-ref"),
     (("predict", "attention_mesh", "--detector", "nope"), "--detector", "face_detector"),
     (("store", "bogus"), "ACTION", "fsck, repair, alias"),
+    (("publish", "attention_mesh", "--version", "1.0.0", "--precisions", "fp8"), "--precisions", "fp32, fp16, int8"),
+    (("pull", "attention_mesh@1.0.0", "--format", "tflit"), "--format", "onnx, tflite, coreml"),
+    (("verify", "attention_mesh@1.0.0", "--precision", "fp8"), "--precision", "fp32, fp16, int8"),
 ])
 def test_unknown_values_are_refused_with_the_valid_list(tmp_path, args, option, valid):
-    extra = {"bench": ("--build", str(tmp_path)), "store": ()}.get(args[0], ("-q",))
+    extra = {"bench": ("--build", str(tmp_path)), "store": (), "publish": ("--build", str(tmp_path)),
+             "pull": ("-o", str(tmp_path / "pulled")), "verify": ()}.get(args[0], ("-q",))
     r = meshport(*args, *extra)
     line = one_line(r)
     assert r.returncode == 2 and option in line and valid in line
