@@ -44,7 +44,7 @@ def _reference(image):
 
 def _mean_iod_pct(a: np.ndarray, b: np.ndarray) -> float:
     from modelzoo.metrics import inter_ocular_distance
-    iod = inter_ocular_distance(b[None, :, :2])[0]
+    iod = inter_ocular_distance(b)
     return float(np.linalg.norm(a[:, :2] - b[:, :2], axis=1).mean() / iod * 100)
 
 
