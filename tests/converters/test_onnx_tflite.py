@@ -54,9 +54,18 @@ def test_lowering_equals_gridsample(size):
     assert [(h_in + 1) // 2 * w_in, 5] in flat_sizes and [h_in // 2 * w_in, 5] in flat_sizes
 
 
-def test_lowering_refuses_what_it_does_not_cover():
-    with pytest.raises(ConversionError, match="at gs"):
-        lower_gridsample(gridsample_model(2, 8, 8, 4, 4, mode="nearest"))
+def test_lowering_covers_nearest_and_refuses_what_it_does_not_cover():
+    m = gridsample_model(2, 8, 8, 4, 4, mode="nearest")        # not the zoo's idiom: the general lowering
+    low = lower_gridsample(m)
+    assert "GridSample" not in {n.op_type for n in low.graph.node}
+    rng = np.random.default_rng(0)
+    feed = {"x": rng.random((1, 2, 8, 8), dtype=np.float32),
+            "grid": rng.uniform(-1.2, 1.2, (1, 4, 4, 2)).astype(np.float32)}
+    want = ort.InferenceSession(m.SerializeToString()).run(None, feed)[0]
+    got = ort.InferenceSession(low.SerializeToString()).run(None, feed)[0]
+    np.testing.assert_array_equal(got, want)                    # nearest picks pixels: exact
+    with pytest.raises(ConversionError, match="gs"):
+        lower_gridsample(gridsample_model(2, 8, 8, 4, 4, mode="cubic"))
 
 
 @pytest.mark.parametrize("model_id", ["attention_mesh", "attention_mesh_paper"])
