@@ -40,6 +40,7 @@ def prepare_version(model: str, build_dir: Path | str, version: str, *, formats:
     import modelzoo
 
     say = progress or (lambda m: None)
+    modelzoo.use_build_dir(build_dir)
     spec = modelzoo.get_spec(model)
     record = BuildRecord.load(build_dir, spec)
     root = record.root

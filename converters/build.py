@@ -59,6 +59,7 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     """Build every requested enabled target of `model_id`. Unknown models, unsupported or disabled
     format/precision pairs raise before anything is written. TFLite artifacts must pass the
     GPU-delegate check unless `require_gpu` is False (the opt-out)."""
+    modelzoo.use_build_dir(out_dir)
     spec = modelzoo.get_spec(model_id)
     say = progress or (lambda msg: None)
     wanted = [(f, p) for f, p in spec.targets
@@ -78,6 +79,12 @@ def build(model_id: str, out_dir: Path | str, formats: list[str] | None = None, 
     t0 = time.perf_counter()
     root = Path(out_dir) / model_id
     model = modelzoo.load_model(model_id, pretrained=modelzoo.has_pretrained(model_id), cache_dir=cache_dir)
+    if getattr(model, "onnx_source", False):   # a model given as ONNX: every target must have a path
+        from .onnx_import import preflight
+        preflight(model, spec, _closure(wanted, steps))
+    from modelzoo.user import is_user_model, save_source
+    if is_user_model(model_id):               # later commands find the model again through `root`
+        save_source(model_id, root)
     versions = tool_versions()
     before = BuildRecord.read_or_empty(root, model_id)
     previous = before.by_path()

@@ -38,10 +38,14 @@ def torch_to_coreml(model: torch.nn.Module, spec: ModelSpec, out_paths: dict[str
     feeds = gate.gate_inputs(spec)
     refs = {k: gate.torch_reference(model, v) for k, v in feeds.items()}
     t0 = time.perf_counter()
+    source = model
+    if getattr(model, "onnx_source", False):   # a model given as ONNX: trace its torch executor
+        from .onnx_import import executor
+        source = executor(model, spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            traced = torch.jit.trace(_SpecOrder(model, names).eval(), torch.from_numpy(feeds["seeded"]),
+            traced = torch.jit.trace(_SpecOrder(source, names).eval(), torch.from_numpy(feeds["seeded"]),
                                      check_trace=False)
         except Exception as exc:
             raise ConversionError(STEP, f"tracing failed: {type(exc).__name__}: {exc}") from exc

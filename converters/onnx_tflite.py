@@ -27,6 +27,7 @@ from runtime.runners import RunnerError, get_runner
 from runtime.files import atomic_path
 
 from .base import Artifact, ConversionError, Step, io_specs, register_step
+from .onnx_rewrites import gpu_rewrites
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample, sum_residual_adds
 from .tflite_passes import op_histogram, pipeline, rename_io
@@ -95,7 +96,7 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
         simplified, ok = simplify(proto)
         if not ok:
             raise ConversionError(STEP, "onnxsim could not validate the simplified model")
-        lowered, n_sums = sum_residual_adds(lower_gridsample(simplified))
+        lowered, n_sums = sum_residual_adds(lower_gridsample(gpu_rewrites(simplified)))
         lowered_path = work / f"{spec.id}.onnx"
         onnx.save(lowered, str(lowered_path))
         produced = run_onnx2tf(lowered_path, work, spec.inputs[0].name, int(spec.inputs[0].shape[-1]),

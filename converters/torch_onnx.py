@@ -59,7 +59,8 @@ def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, *, op
                                   input_names=[spec.inputs[0].name], output_names=names, opset_version=opset,
                                   dynamo=False, do_constant_folding=True)
             except Exception as exc:
-                raise ConversionError(STEP, f"export failed: {type(exc).__name__}: {exc}") from exc
+                hint = (" (set opset = 20 in the model's spec file)" if "version 20" in str(exc) else "")
+                raise ConversionError(STEP, f"export failed: {type(exc).__name__}: {exc}".splitlines()[0] + hint) from exc
         proto = onnx.load(str(tmp))
         if simplify:
             proto = _simplify(proto)
@@ -102,5 +103,13 @@ def _simplify(proto):
     return simplified
 
 
-register_step(Step(STEP, makes={("onnx", "fp32"): ".onnx"},
-                   run=lambda inputs, outs, opts: [torch_to_onnx(inputs.model, inputs.spec, outs[("onnx", "fp32")])]))
+def _make_onnx(inputs, outs, opts) -> list[Artifact]:
+    """The build's ONNX artifact: exported from the torch model, or, for a model given as ONNX
+    (modelzoo.user), its file imported (converters.onnx_import)."""
+    if getattr(inputs.model, "onnx_source", False):
+        from .onnx_import import import_onnx
+        return [import_onnx(inputs.model, inputs.spec, outs[("onnx", "fp32")])]
+    return [torch_to_onnx(inputs.model, inputs.spec, outs[("onnx", "fp32")])]
+
+
+register_step(Step(STEP, makes={("onnx", "fp32"): ".onnx"}, run=_make_onnx))

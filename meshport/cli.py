@@ -113,7 +113,8 @@ def _unique_stems(stems: list[str]) -> list[str]:
 def _cmd_build(args: argparse.Namespace) -> int:
     from converters.build import build, progress_to_stderr
 
-    res = build(args.model, args.out, formats=args.formats, precisions=args.precisions,
+    model = _build_model(args)
+    res = build(model, args.out, formats=args.formats, precisions=args.precisions,
                 cache_dir=args.cache_dir, progress=None if args.json else progress_to_stderr,
                 require_gpu=not args.allow_gpu_fallback)
     if args.json:
@@ -124,6 +125,25 @@ def _cmd_build(args: argparse.Namespace) -> int:
             print(f"{a.path:<36} {a.format:<7} {a.precision:<5} {a.bytes / 1e6:7.2f} MB  {a.sha256[:12]}")
         print(f"{len(res.built)} built, {len(res.skipped)} up to date in {res.seconds:.1f} s → {res.record_path}")
     return 0
+
+
+def _build_model(args: argparse.Namespace) -> str:
+    """The model id to build: a zoo (or plugin) id, or the id of the spec file's model, registered
+    from the spec file with its --onnx / --torch source."""
+    if args.onnx is not None and args.torch is not None:
+        raise UsageError("give --onnx FILE or --torch MODULE:FACTORY, not both")
+    if args.spec is None:
+        if args.onnx is not None or args.torch is not None:
+            raise UsageError(f"{'--onnx' if args.onnx is not None else '--torch'} needs --spec FILE: the model's "
+                             "input, outputs and tolerances (see README, 'Your own models')")
+        if args.model is None:
+            raise UsageError("name a zoo model (meshport models lists them) or give --spec FILE")
+        return args.model
+    from modelzoo.user import load_spec_file, register
+    um = register(load_spec_file(args.spec, onnx=args.onnx, torch=args.torch))
+    if args.model is not None and args.model != um.spec.id:
+        raise UsageError(f"the spec file describes {um.spec.id!r}, not {args.model!r}")
+    return um.spec.id
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -226,8 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=_cmd_models)
 
-    b = sub.add_parser("build", help="convert a zoo model; writes DIR/<model>/ and build.json")
-    b.add_argument("model")
+    b = sub.add_parser("build", help="convert a zoo model, or your own (--spec with --onnx/--torch); "
+                                     "writes DIR/<model>/ and build.json")
+    b.add_argument("model", nargs="?", help="zoo model id (with --spec: optional, must match the spec's id)")
+    b.add_argument("--spec", type=Path, default=None, metavar="FILE",
+                   help="your model's spec file (TOML/YAML/JSON: input, outputs, tolerances, targets, samples)")
+    b.add_argument("--onnx", type=Path, default=None, metavar="FILE",
+                   help="with --spec: build this ONNX file (it is also the reference, on ONNX Runtime)")
+    b.add_argument("--torch", default=None, metavar="MODULE:FACTORY",
+                   help="with --spec: build the torch.nn.Module this factory returns (importable module)")
     b.add_argument("-o", "--out", "--output", dest="out", default="build", metavar="DIR",
                    help="output directory (default: build)")
     b.add_argument("--formats", type=list_of("--formats", formats),
@@ -344,6 +371,7 @@ def _run(args: argparse.Namespace) -> int:
     from runtime.errors import MeshportError
 
     try:
+        _find_user_models(args)
         return args.func(args)
     except MeshportError as exc:    # anything else is a bug and keeps its traceback
         from validation.compare import ParityError
@@ -354,6 +382,15 @@ def _run(args: argparse.Namespace) -> int:
         msg = text.splitlines()[0] if text else type(exc).__name__
         print(f"meshport: error: {msg}", file=sys.stderr)
         return 2
+
+
+def _find_user_models(args: argparse.Namespace) -> None:
+    """Commands given a build directory find the models built there from spec files."""
+    import modelzoo
+    for attr in ("build", "out"):
+        value = getattr(args, attr, None)
+        if isinstance(value, (str, Path)):
+            modelzoo.use_build_dir(value)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from .errors import (IntegrityError, InputContractError, MeshportError, Registry
                      UnknownModelError, WeightImportError)
 from .registry import entry, get_spec, has_pretrained, list_models, load_model, register_model
 from .spec import ModelSpec, TensorSpec, Tolerance, WeightsSpec
+from .user import load_spec_file, use_build_dir
 
 from . import runner  # noqa: E402,F401  (registers the "pytorch" runner)
 
 __all__ = [
     "IntegrityError", "InputContractError", "MeshportError", "RegistryError", "UnknownModelError",
     "WeightImportError", "ModelSpec", "TensorSpec", "Tolerance", "WeightsSpec", "entry", "get_spec",
-    "has_pretrained", "list_models", "load_model", "register_model",
+    "has_pretrained", "list_models", "load_model", "load_spec_file", "register_model", "use_build_dir",
 ]

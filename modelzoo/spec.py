@@ -49,14 +49,17 @@ class TensorSpec:
 class Tolerance:
     """How close a candidate must be to the reference for one output.
 
-    `atol` bounds the max absolute error; `max_px`/`mean_iod_pct` are landmark bounds
-    (px in input pixels; mean error as % of the inter-ocular distance). None = not checked.
+    `atol` bounds the max absolute error; `rtol` bounds it relative to the largest |reference|
+    value of the output (with both, the bound is atol + rtol·max|ref|); `max_px`/`mean_iod_pct`
+    are landmark bounds (px in input pixels; mean error as % of the inter-ocular distance).
+    None = not checked.
     """
 
     atol: float | None = None
     max_px: float | None = None
     mean_iod_pct: float | None = None
     reason: str = ""
+    rtol: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,10 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        # rtol only where set: specs without relative bounds keep the digest they always had.
         d["tolerances"] = [
-            {"format": f, "precision": p, "output": o, **dataclasses.asdict(t)}
+            {"format": f, "precision": p, "output": o,
+             **{k: v for k, v in dataclasses.asdict(t).items() if k != "rtol" or v is not None}}
             for (f, p, o), t in sorted(self.tolerances.items())
         ]
         d["config"] = dict(self.config)

@@ -30,26 +30,35 @@ class ToleranceError(MeshportError):
 class Bounds:
     """The resolved bounds of one output. `atol` bounds max |a − b| over every element;
     `max_px` the largest 2-D point distance and `mean_iod_pct` the mean point distance as % of
-    the inter-ocular distance (landmark outputs only; the latter only where a face has an IOD)."""
+    the inter-ocular distance (landmark outputs only; the latter only where a face has an IOD).
+    `rtol` bounds max |a − b| relative to max |a|: with `atol` too, the bound is their sum."""
 
     atol: float | None = None
     max_px: float | None = None
     mean_iod_pct: float | None = None
     landmark: bool = False
     reason: str = ""
+    rtol: float | None = None
+
+    def abs_bound(self, ref: np.ndarray) -> float | None:
+        """The bound on max |a − b| for this reference: atol + rtol·max|ref| (None: unbounded)."""
+        if self.atol is None and self.rtol is None:
+            return None
+        scale = float(np.max(np.abs(ref))) if np.size(ref) else 0.0
+        return (self.atol or 0.0) + (self.rtol or 0.0) * scale
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Bounds":
-        known = {k: d[k] for k in ("atol", "max_px", "mean_iod_pct", "landmark", "reason") if k in d}
+        known = {k: d[k] for k in ("atol", "max_px", "mean_iod_pct", "landmark", "reason", "rtol") if k in d}
         return cls(**known)
 
     def check_applicable(self, what: str) -> "Bounds":
         """Raise ToleranceError unless a bound applies to every input (seeded ones included)."""
-        if self.atol is None and not (self.landmark and self.max_px is not None):
-            need = "atol or max_px" if self.landmark else "atol"
+        if self.atol is None and self.rtol is None and not (self.landmark and self.max_px is not None):
+            need = "atol, rtol or max_px" if self.landmark else "atol or rtol"
             has = ", ".join(f"{k}={v:g}" for k, v in (("max_px", self.max_px), ("mean_iod_pct", self.mean_iod_pct))
                             if v is not None) or "nothing"
             raise ToleranceError(f"{what}: the tolerance bounds only {has}, which does not apply to every input; "
@@ -72,7 +81,7 @@ def resolve(spec: Any, fmt: str, precision: str, output: str, compute: str | Non
         raise ToleranceError(f"{what}: the spec has no tolerance") from None
     landmark = output in spec.landmark_outputs
     b = Bounds(tol.atol, tol.max_px if landmark else None, tol.mean_iod_pct if landmark else None, landmark,
-               tol.reason)
+               tol.reason, tol.rtol)
     if compute == "fp16":
         try:
             c = spec.tolerance(fmt, COMPUTE_FP16, output)
@@ -82,7 +91,7 @@ def resolve(spec: Any, fmt: str, precision: str, output: str, compute: str | Non
         # looser (int8 weights on fp16 arithmetic: the int8 bounds).
         b = Bounds(_loosened(c.atol, b.atol), _loosened(c.max_px, b.max_px) if landmark else None,
                    _loosened(c.mean_iod_pct, b.mean_iod_pct) if landmark else None, landmark,
-                   "; ".join(r for r in (c.reason, tol.reason) if r))
+                   "; ".join(r for r in (c.reason, tol.reason) if r), _loosened(c.rtol, b.rtol))
     elif compute is not None:
         raise ToleranceError(f"{what}: unknown compute precision {compute!r}; known: fp16")
     return b.check_applicable(what)
@@ -98,6 +107,7 @@ class OutputCheck:
     mean_abs: float
     failures: list[str] = field(default_factory=list)
     landmarks: dict[str, dict[str, float | None]] | None = None   # region → max_px, mean_px, mean_iod_pct
+    abs_bound: float | None = None    # the bound max_abs was held to (atol + rtol·max|ref|)
 
     @property
     def passed(self) -> bool:
@@ -117,8 +127,14 @@ def evaluate(name: str, bounds: Bounds, ref: np.ndarray, got: np.ndarray, iod: f
     r = OutputCheck(name, bounds, float(err.max()) if err.size else 0.0, float(err.mean()) if err.size else 0.0)
     if not finite:
         r.failures.append("non-finite values")
-    if bounds.atol is not None and not r.max_abs <= bounds.atol:
-        r.failures.append(f"max abs {r.max_abs:.3g} > atol {bounds.atol:g}")
+    r.abs_bound = bounds.abs_bound(a)
+    if r.abs_bound is not None and not r.max_abs <= r.abs_bound:
+        if bounds.rtol is None:
+            r.failures.append(f"max abs {r.max_abs:.3g} > atol {bounds.atol:g}")
+        else:
+            r.failures.append(f"max abs {r.max_abs:.3g} > {r.abs_bound:.3g} ("
+                              + (f"atol {bounds.atol:g} + " if bounds.atol is not None else "")
+                              + f"rtol {bounds.rtol:g} × max|ref| {float(np.max(np.abs(a))):.3g})")
     if bounds.landmark:
         dim = np.asarray(ref).shape[-1]
         px = point_errors(a.reshape(-1, dim), b.reshape(-1, dim)) if finite else np.full(a.size // dim, np.inf)

@@ -94,7 +94,9 @@ def compare(spec: ModelSpec, fmt: str, precision: str, ref: dict[str, np.ndarray
             else None
         check = evaluate(out.name, bounds, a, b, iod, sets)
         results.append(OutputResult(out.name, check.max_abs, check.mean_abs, float(np.percentile(err, 99)),
-                                    float(rel.max()), check.max_abs, bounds.to_json(), check.passed,
+                                    float(rel.max()), check.max_abs,
+                                    {**bounds.to_json(), **({"abs_bound": check.abs_bound} if bounds.rtol is not None
+                                                            else {})}, check.passed,
                                     check.failures, check.landmarks))
     return results
 

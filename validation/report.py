@@ -109,6 +109,8 @@ def _worst(edges, spec) -> dict[str, dict]:
                                            default=None)}
             for key, _, bound_key in _METRICS:
                 fig, bound = figures[key], getattr(b, bound_key)
+                if key == "max_abs" and "abs_bound" in o.tolerance:   # rtol: the bound of this reference
+                    bound = o.tolerance["abs_bound"]
                 if fig is None:
                     continue
                 # rank by figure / bound (past the bound first); unbounded figures rank below bounded ones
@@ -198,7 +200,7 @@ def _edge_details(v) -> str:
                     f"<td>{o.max_abs:.3g}</td><td>{o.mean_abs:.3g}</td><td>{o.p99_abs:.3g}</td>"
                     f"<td>{'' if not lm else format(lm['max_px'], '.3g')}</td>"
                     f"<td>{'' if iod is None else f'{iod:.3g}'}</td>"
-                    f"<td>{e(', '.join(f'{k} {val:g}' for k, val in o.tolerance.items() if k in ('atol', 'max_px', 'mean_iod_pct')))}</td>"
+                    f"<td>{e(', '.join(f'{k} {val:g}' for k, val in o.tolerance.items() if k in ('atol', 'rtol', 'abs_bound', 'max_px', 'mean_iod_pct')))}</td>"
                     f"<td>{e('; '.join(o.failures) or 'pass')}</td></tr>")
         status = f"{failing} of {len(edges)} inputs FAIL" if failing else f"{len(edges)} inputs pass"
         parts.append(f"<details data-reference='{e(ref)}' data-candidate='{e(cand)}'><summary class="

@@ -49,6 +49,7 @@ def validate(model_id: str, build_dir: Path | str, progress: Callable[[str], Non
              write: bool = True, localise: bool = True) -> Validation:
     """Run every artifact on every available runner; write parity.json (+ report.html)."""
     say = progress or (lambda m: None)
+    modelzoo.use_build_dir(build_dir)
     spec = modelzoo.get_spec(model_id)
     record = BuildRecord.load(build_dir, spec)
     root = record.root

@@ -137,6 +137,7 @@ def bench_build(model_id: str, build_dir: Path | str, runtimes: Sequence[str] | 
                 write: bool = True) -> BenchResult:
     """Measure every artifact of a build on every requested runtime; write latency.json beside
     build.json (unless `write` is False) and return the records."""
+    modelzoo.use_build_dir(build_dir)
     spec = modelzoo.get_spec(model_id)
     record = BuildRecord.load(build_dir, spec)
     root = record.root
