@@ -21,7 +21,12 @@ def seeded_input(spec: ModelSpec, seed: int = 0) -> np.ndarray:
 def gate_inputs(spec: ModelSpec) -> dict[str, np.ndarray]:
     """NCHW inputs of the quick gate: a seeded random tensor, and a real face for image models
     (error bounds relative to the inter-ocular distance only mean something on a face)."""
+    from modelzoo.user import samples_of
+
     feeds = {"seeded": seeded_input(spec)}
+    samples = samples_of(spec)
+    if samples:             # a user model's first own sample: real data in the quick gate too
+        feeds[f"sample-{samples[0][0]}"] = samples[0][1]
     inp = spec.inputs[0]
     if inp.layout == "NCHW" and inp.channel_order == "RGB" and inp.shape[2] == inp.shape[3]:
         feeds["sample_face"] = sample_face(int(inp.shape[-1]))

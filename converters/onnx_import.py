@@ -68,12 +68,27 @@ def normalise(proto, spec: ModelSpec, where: str = "the ONNX file"):
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
         raise ConversionError(STEP, f"ONNX checker: {exc}".splitlines()[0]) from None
-    _require_static(proto)
+    try:
+        _require_static(proto)
+    except ConversionError:
+        # An export with dynamic axes computes shapes at run time (Shape → … → Reshape/Expand):
+        # with the input fixed, constant folding makes them static, or the first that stays
+        # dynamic is named.
+        proto = _require_static(_folded(proto))
     return proto
 
 
-def _require_static(proto) -> None:
-    """Every graph output and inferred tensor has a known, static shape."""
+def _folded(proto):
+    from onnxsim import simplify
+    try:
+        folded, ok = simplify(proto)
+    except Exception:
+        return proto
+    return folded if ok else proto
+
+
+def _require_static(proto):
+    """`proto` if every graph output and inferred tensor has a known, static shape."""
     producer = {out: n for n in proto.graph.node for out in n.output}
     for vi in list(proto.graph.output) + list(proto.graph.value_info):
         t = vi.type.tensor_type
@@ -87,6 +102,7 @@ def _require_static(proto) -> None:
                 raise ConversionError(STEP, f"tensor {vi.name!r}{made} dimension {i} is dynamic "
                                             f"({d.dim_param or 'unknown'}) after fixing the input to the spec's "
                                             "shape; Meshport needs static shapes")
+    return proto
 
 
 def preflight(model, spec: ModelSpec, targets) -> None:

@@ -425,14 +425,17 @@ def _slice(attrs, x, starts, ends, axes=None, steps=None):
     starts, ends = _ints(starts), _ints(ends)
     axes = _ints(axes) if axes is not None else list(range(len(starts)))
     steps = _ints(steps) if steps is not None else [1] * len(starts)
+    t = _torch()
     index: list[Any] = [slice(None)] * x.dim()
     for s, e, a, st in zip(starts, ends, axes, steps):
-        if st < 0:
-            raise ConversionError(STEP, "Slice with a negative step is not supported")
-        size = x.shape[a % x.dim()]
-        s = max(0, min(size, s + size if s < 0 else s))
-        e = max(0, min(size, e + size if e < 0 else e))
-        index[a % x.dim()] = slice(s, e, st)
+        a %= x.dim()
+        size = x.shape[a]
+        s, e = s + size if s < 0 else s, e + size if e < 0 else e
+        if st > 0:
+            index[a] = slice(max(0, min(size, s)), max(0, min(size, e)), st)
+        else:      # ONNX clamps a negative step's start to [0, size−1] and its end to [−1, size−1]
+            taken = list(range(max(0, min(size - 1, s)), max(-1, min(size - 1, e)), st))
+            x = t.index_select(x, a, t.tensor(taken, dtype=t.int64))
     return x[tuple(index)]
 
 

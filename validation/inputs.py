@@ -68,10 +68,17 @@ def photo_crops(size: int, detector: str = "face_detector") -> list[InputCase]:
 
 
 def input_sets(spec: ModelSpec, seeds: int = 2) -> list[InputCase]:
+    """Seeded tensors over the input's value range; a user model's own samples (modelzoo.user);
+    for RGB NCHW image models, faces and their perturbations (and photo crops for landmark models)."""
+    from modelzoo.user import samples_of
+
     inp = spec.inputs[0]
     shape = tuple(1 if d is None else d for d in inp.shape)
-    cases = [InputCase(f"seeded-{s}", "seeded", np.random.default_rng(s).random(shape, dtype=np.float32))
+    lo, hi = inp.value_range or (0.0, 1.0)
+    cases = [InputCase(f"seeded-{s}", "seeded",
+                       (lo + (hi - lo) * np.random.default_rng(s).random(shape, dtype=np.float32)).astype(np.float32))
              for s in range(seeds)]
+    cases += [InputCase(f"sample-{name}", "sample", a) for name, a in samples_of(spec)]
     if not (inp.layout == "NCHW" and inp.channel_order == "RGB"):
         return cases
     size = int(shape[-1])

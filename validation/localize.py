@@ -173,6 +173,9 @@ def localise_failures(v, spec, say: Callable[[str], None] = lambda m: None) -> l
         say(f"localising {e.reference} → {e.candidate}")
         if runs_on_gpu(e.candidate.split("@")[-1]):
             loc.update(localise_gpu(artifact, x, e.compute is None))
+        elif e.format == "onnx" and spec.config.get("source") == "onnx":
+            loc.update({"node": None, "detail": "the model was given as ONNX: the artifact is the source graph "
+                                                "itself, with its input shape fixed"})
         elif e.format == "onnx":
             model = model or modelzoo.load_model(spec.id, pretrained=modelzoo.has_pretrained(spec.id))
             loc.update(localise_torch_onnx(model, artifact, x, spec.inputs[0].name, spec.localisation_points))

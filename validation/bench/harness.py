@@ -142,6 +142,11 @@ def bench_build(model_id: str, build_dir: Path | str, runtimes: Sequence[str] | 
     record = BuildRecord.load(build_dir, spec)
     root = record.root
     jobs, skipped = plan(record, runtimes, threads, precisions)
+    if spec.config.get("source") == "onnx":     # modelzoo.user: no PyTorch module to measure
+        skipped += [{"runtime": j.runtime, "artifact": "pytorch",
+                     "reason": "the model was given as ONNX: its reference is the source file on ONNX Runtime "
+                               "(the onnx artifact's figures)"} for j in jobs if j.entry is None]
+        jobs = [j for j in jobs if j.entry is not None]
     if not jobs:
         raise BenchError(f"nothing to measure for {model_id}: " + "; ".join(
             f"{s['runtime']}: {s['reason']}" for s in skipped) if skipped else f"nothing to measure for {model_id}")
