@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from converters import ConversionError
+from converters import grid_sample
 from converters.gpu_check import check_gpu_compatibility
 from converters.lowering import lower_gridsample
 from runtime.runners import get_runner
@@ -131,8 +132,10 @@ def test_dynamic_dimension_is_a_typed_error_naming_tensor_and_dimension():
 def test_too_large_is_refused_with_the_numbers():
     with pytest.raises(ConversionError, match=r"N·P·C·H = 2·65536·64·64"):
         lower_gridsample(_model("bilinear", "border", 0, xs=(2, 64, 64, 64), gs=(2, 256, 256, 2)))
-    with pytest.raises(ConversionError, match="exceeds 2048"):
-        lower_gridsample(_model("bilinear", "border", 0, xs=(1, 1, 2, 2050), gs=(1, 1, 1, 2)))
+    with pytest.raises(ConversionError, match=r"N·P·W = 1·65536·4224"):
+        lower_gridsample(_model("bilinear", "border", 0, xs=(1, 1, 2, 4100), gs=(1, 256, 256, 2)))
+    with pytest.raises(ConversionError, match=r"exceeds 4194304 = 2048²"):
+        lower_gridsample(_model("bilinear", "border", 0, xs=(1, 1, 2, 2 ** 22 + 1), gs=(1, 1, 1, 2)))
 
 
 # -- through onnx2tf, as the build converts ---------------------------------------------------------
@@ -209,3 +212,151 @@ def test_nearest_rounds_ties_half_to_even(pad):
     assert np.all(ux - np.floor(ux) == 0.5)          # every x coordinate is a tie
     x = np.random.default_rng(2).standard_normal(xs).astype(np.float32)
     np.testing.assert_array_equal(_ort(lower_gridsample(model), x, g), _ort(model, x, g))
+
+
+# -- axes over 2048 pixels: the split lowering ------------------------------------------------------
+
+WIDE, WIDE_GRID = (1, 3, 3, 4100), (1, 5, 40, 2)     # wider than 2048 (blocks of 128; not a whole block)
+TALL, TALL_GRID = (2, 2, 2500, 3), (2, 4, 30, 2)     # taller than 2048, batch 2
+
+
+@pytest.mark.parametrize("xs,gs", [(WIDE, WIDE_GRID), (TALL, TALL_GRID)], ids=["wide", "tall"])
+@pytest.mark.parametrize("mode,pad,align", COMBOS)
+def test_split_axis_equals_onnxruntime(xs, gs, mode, pad, align):
+    """The same fp32 bound as the small maps. It holds only because the split axis follows ONNX
+    Runtime's arithmetic: with the small maps' formulas a 4100-pixel axis is off by up to 7e-4
+    (align_corners=0: another rounding of coordinates ~4100, whose fp32 spacing is 2⁻¹¹)."""
+    model = _model(mode, pad, align, xs=xs, gs=gs)
+    low = lower_gridsample(model)
+    ops = {n.op_type for n in low.graph.node}
+    assert "GridSample" not in ops and not ops & {"Gather", "GatherND", "GatherElements", "ScatterND"}
+    assert "Slice" in ops                               # the split axis (padded to whole blocks) is there
+    rng = np.random.default_rng(17)
+    for _ in range(2):
+        x = rng.standard_normal(xs).astype(np.float32)
+        g = _grid(rng, align, gs=gs, hw=xs[2:])
+        want, got = _ort(model, x, g), _ort(low, x, g)
+        assert _within(got, want, x), np.abs(got - want).max()
+        if mode == "nearest":
+            np.testing.assert_array_equal(got, want)
+
+
+def test_small_maps_are_not_split():
+    """Up to 2048 pixels an axis is lowered exactly as before (no block one-hots, no slice)."""
+    for xs in [MAP, (1, 1, 2048, 2048)]:
+        low = lower_gridsample(_model("bilinear", "reflection", 0, xs=xs, gs=(xs[0], 2, 3, 2)))
+        assert not {"Slice", "Neg"} & {n.op_type for n in low.graph.node}
+
+
+def _evaluate(model: onnx.ModelProto, feeds: dict, dtype) -> np.ndarray:
+    """The graph evaluated op by op in NumPy, every float tensor (inputs, constants, results) stored
+    as `dtype` and every op computed in fp32 from those: how the GPU delegate's default fp16
+    arithmetic runs it (each product sum here has at most three non-zero terms)."""
+    from onnx import numpy_helper as nh
+
+    def stored(a):
+        a = np.asarray(a)
+        return a.astype(dtype) if a.dtype.kind == "f" else a
+
+    env = {i.name: stored(nh.to_array(i)) for i in model.graph.initializer}
+    env.update({k: stored(v) for k, v in feeds.items()})
+    binary = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Min": np.minimum, "Max": np.maximum,
+              "MatMul": np.matmul}
+    unary = {"Abs": np.abs, "Floor": np.floor, "Neg": np.negative, "Relu": lambda a: np.maximum(a, 0)}
+    for n in model.graph.node:
+        a = [env[i] for i in n.input]
+        attrs = {t.name: helper.get_attribute_value(t) for t in n.attribute}
+        f32 = [v.astype(np.float32) if v.dtype.kind == "f" else v for v in a]
+        if n.op_type in binary:
+            y = binary[n.op_type](f32[0], f32[1])
+        elif n.op_type in unary:
+            y = unary[n.op_type](f32[0])
+        elif n.op_type == "Reshape":
+            y = a[0].reshape(a[1])
+        elif n.op_type == "Transpose":
+            y = a[0].transpose(attrs["perm"])
+        elif n.op_type == "ReduceSum":
+            y = f32[0].sum(axis=tuple(a[1]), keepdims=bool(attrs.get("keepdims", 1)))
+        elif n.op_type == "Slice":
+            index = [slice(None)] * a[0].ndim
+            for start, end, axis in zip(a[1], a[2], a[3]):
+                index[axis] = slice(start, end)
+            y = a[0][tuple(index)]
+        else:
+            raise NotImplementedError(n.op_type)
+        with np.errstate(over="ignore"):      # the nearest tie test overflows to inf on purpose
+            env[n.output[0]] = stored(y)
+    return env[model.graph.output[0].name].astype(np.float32)
+
+
+PIXELS = [5, 1500, 2047, 2052, 3000, 4000, 4096, 2500, 4100, -4, 3002, 2048]   # x of each sample
+
+
+def _pixel_grid(ks=PIXELS, size: int = 4097, rows: int = 1) -> np.ndarray:
+    """A grid (1, rows, len(ks), 2) whose x coordinates land exactly on pixels k (align_corners=1,
+    W − 1 = 4096, so x = (g + 1)·2048: every g and g + 1 here is an fp16 number) and whose y
+    alternate between the map's two rows."""
+    ks = np.asarray(ks, np.float64)
+    g = np.zeros((1, rows, len(ks), 2), np.float32)
+    g[..., 0] = ks * 2 / (size - 1) - 1
+    g[..., 1] = np.where(np.arange(len(ks)) % 2, 1.0, -1.0)
+    assert np.array_equal(g.astype(np.float16).astype(np.float32), g)
+    x16 = (g[..., 0].astype(np.float16) + np.float16(1)) * np.float16((size - 1) / 2)
+    assert np.array_equal(x16.astype(np.float64), np.broadcast_to(ks, x16.shape))
+    return g
+
+
+@pytest.mark.parametrize("mode,pad", list(itertools.product(("bilinear", "nearest"), ("zeros", "border",
+                                                                                      "reflection"))))
+def test_split_is_exact_in_fp16_where_the_unsplit_ramp_is_not(mode, pad, monkeypatch):
+    """fp16 (the GPU delegate's default) spaces its numbers 2 apart from 2048 on: an unsplit ramp
+    j = 0…4096 stores 2999, 3000 and 3001 all as 3000, so a sample on pixel 3000 gets three pixels.
+    Evaluated in fp16 op by op, the split lowering reads exactly the pixel of each exactly
+    representable coordinate — on the map (k ≡ 0 mod 4 above 2048 among them), on its last pixel
+    and past both edges (each padding rule) — and the unsplit one does not."""
+    xs = (1, 2, 2, 4097)
+    model = _model(mode, pad, 1, xs=xs, gs=(1, 1, 12, 2), computed=False)
+    ks = PIXELS
+    g = _pixel_grid()
+    x = np.random.default_rng(4).standard_normal(xs).astype(np.float16).astype(np.float32)
+    want = _ort(model, x, g)                                      # fp32, on the fp16-exact inputs
+    split = _evaluate(lower_gridsample(model), {"x": x, "grid": g}, np.float16)
+    np.testing.assert_array_equal(split, want)
+    np.testing.assert_array_equal(_evaluate(lower_gridsample(model), {"x": x, "grid": g}, np.float32), want)
+    monkeypatch.setattr(grid_sample, "FP16_EXACT", 1 << 20)       # the small maps' unsplit lowering
+    unsplit = _evaluate(lower_gridsample(model), {"x": x, "grid": g}, np.float16)
+    on_map_triple = [i for i, k in enumerate(ks) if 2048 < k < 4096 and k % 4 == 0]
+    err = np.abs(unsplit - want)[..., on_map_triple]
+    assert err.max() > 0.5 * np.abs(x).max()
+    row = np.arange(len(ks)) % 2                                  # the sampled row per point
+    for i in on_map_triple:
+        k = ks[i]
+        np.testing.assert_allclose(unsplit[0, :, 0, i], x[0, :, row[i], k - 1:k + 2].sum(axis=1), atol=2e-2)
+
+
+@pytest.fixture(scope="module")
+def converted_wide(tmp_path_factory):
+    model = _model("bilinear", "border", 1, xs=(1, 2, 2, 4097), gs=(1, 3, 12, 2), computed=False)
+    return model, _tflite(model, tmp_path_factory.mktemp("wide"))
+
+
+def test_split_tflite_is_gpu_clean_and_matches_onnxruntime(converted_wide):
+    model, raw = converted_wide
+    report = check_gpu_compatibility(raw)
+    assert report.ok, report.summary()
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 2, 2, 4097)).astype(np.float32)
+    g = _grid(rng, 1, gs=(1, 3, 12, 2), hw=(2, 4097))
+    got, want = _run_tflite("tflite", raw, x, g), _ort(model, x, g)
+    assert _within(got, want, x), np.abs(got - want).max()
+
+
+@pytest.mark.skipif(not get_runner("tflite-gpu").is_available().ok,
+                    reason="LiteRT's GPU accelerator is unavailable here (no Vulkan adapter)")
+def test_split_on_the_gpu_accelerator_in_fp16(converted_wide):
+    """The delegate's own fp16 arithmetic reads exactly the pixel of every exactly representable
+    coordinate of a 4097-pixel axis (the emulation above, on the real thing)."""
+    model, raw = converted_wide
+    g = _pixel_grid(rows=3)
+    x = np.random.default_rng(4).standard_normal((1, 2, 2, 4097)).astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(_run_tflite("tflite-gpu", raw, x, g), _ort(model, x, g))

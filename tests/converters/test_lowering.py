@@ -107,6 +107,8 @@ def test_maps_beyond_fp16_exact_gather_indices_take_the_general_lowering():
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(x).max())
 
 
-def test_maps_beyond_fp16_exact_indices_are_refused():
+def test_axes_beyond_fp16_exact_indices_are_split_and_beyond_2048_squared_refused():
+    low = lower_gridsample(_single_sampler(4, 2050))             # 2050 > 2048: the split general lowering
+    assert not any(n.op_type in ("Gather", "GridSample") for n in low.graph.node)
     with pytest.raises(ConversionError, match="fp16-exact"):
-        lower_gridsample(_single_sampler(4, 2050))               # 2050 > 2048 along one axis
+        lower_gridsample(_single_sampler(4, 2 ** 22 + 1))        # more blocks than fp16 counts exactly
