@@ -27,6 +27,8 @@ Every other GridSample (nearest, border/reflection padding, align_corners=0, bat
 the general lowering in grid_sample.py (hat-function weights and matmuls, no gathers)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +40,22 @@ from .lowering_patterns import affine, grid_planes, inside_planes, unnormalised
 STEP = "onnx-lower-gridsample"
 FP16_EXACT = 2048  # fp16 represents every integer up to 2048 exactly
 LOWERED_OUT = "/lowered_gridsample_out"  # name suffix of each lowered sampler's output node
+LOWERINGS = ("fused", "general")   # fused: the fast path where its idiom is recognised (what builds use)
+_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar("gridsample_lowering", default="fused")
+
+
+@contextlib.contextmanager
+def gridsample_lowering(name: str):
+    """Within the block, lower_gridsample (and so every conversion that calls it) uses `name`:
+    "general" sends every GridSample to the general lowering, the zoo's crops included (for
+    side-by-side measurements; builds use "fused")."""
+    if name not in LOWERINGS:
+        raise ValueError(f"unknown GridSample lowering {name!r}; valid: {', '.join(LOWERINGS)}")
+    token = _LOWERING.set(name)
+    try:
+        yield
+    finally:
+        _LOWERING.reset(token)
 
 
 @dataclass
@@ -53,11 +71,12 @@ class _Sampler:
     affine: tuple | None = None  # (matrix tensor, A (k, 2·h·w), b (2·h·w,)): [x|y] = m·A + b
 
 
-def lower_gridsample(model):
+def lower_gridsample(model, lowering: str | None = None):
     """Return a new ModelProto with every GridSample node replaced: bilinear, zeros padding,
     align_corners=1, batch 1 by the fused gather lowering below, any other by the general one
-    (grid_sample.py). Raises ConversionError for a GridSample neither covers (mode, dynamic shapes,
-    fp16-exact index limits, size)."""
+    (grid_sample.py); with `lowering="general"` (default: the gridsample_lowering() context,
+    "fused") every one by the general lowering. Raises ConversionError for a GridSample neither
+    covers (mode, dynamic shapes, fp16-exact index limits, size)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -93,6 +112,9 @@ def lower_gridsample(model):
                     consts[n.output[0]] = numpy_helper.to_array(a.t)
     graph_outputs = {o.name for o in model.graph.output}
 
+    lowering = lowering or _LOWERING.get()
+    if lowering not in LOWERINGS:
+        raise ValueError(f"unknown GridSample lowering {lowering!r}; valid: {', '.join(LOWERINGS)}")
     samplers: list[_Sampler] = []
     general: list = []   # (node, map shape, grid shape, (mode, padding, align_corners))
     for n in model.graph.node:
@@ -105,7 +127,8 @@ def lower_gridsample(model):
         pad = pad.decode() if isinstance(pad, bytes) else pad
         xs, gs = shapes.get(n.input[0]), shapes.get(n.input[1])
         if mode not in ("bilinear", "linear") or pad != "zeros" or attrs.get("align_corners", 0) != 1 \
-                or not xs or not gs or None in xs or None in gs or xs[0] != 1 or len(xs) != 4:
+                or not xs or not gs or None in xs or None in gs or xs[0] != 1 or len(xs) != 4 \
+                or lowering == "general":
             general.append((n, xs, gs, grid_sample.check(n, xs, gs)))   # not the fast path's idiom
             continue
         _, c, h_in, w_in = xs
@@ -147,7 +170,10 @@ def lower_gridsample(model):
         emitted[max(position[id(s.node)] for s in members)] = out_nodes
     for gi, (n, xs, gs, how) in enumerate(general):
         out_nodes = []
-        grid_sample.emit(n, xs, gs, *how, f"/gs_general_{gi}", out_nodes, node, const)
+        # Forced on the zoo's crops, the output meets convolutions: it leaves channels-last as the
+        # fused crops do (graphs lowered by default keep their plain NCHW output).
+        grid_sample.emit(n, xs, gs, *how, f"/gs_general_{gi}", out_nodes, node, const,
+                         channels_last=lowering == "general" and n.output[0] not in graph_outputs)
         emitted.setdefault(position[id(n)], []).extend(out_nodes)
         replaced.add(id(n))
 

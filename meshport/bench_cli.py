@@ -15,6 +15,7 @@ from runtime.errors import UsageError
 from .options import formats, list_of, one_of, output_file, precisions, runtimes
 
 BENCH_JSON = "bench.json"
+LOWERING_JSON = "bench_lowering.json"
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -91,6 +92,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return _photo(args)
     if not args.model:
         raise UsageError("bench needs a MODEL")
+    if args.lowering:
+        return _lowering(args)
     if args.android:
         return _android(args)
     from validation.bench import bench_build, format_table, plan
@@ -117,6 +120,39 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"skipped {s['runtime']} ({s['artifact'] or '—'}): {s['reason']}")
     print(f"{len(res.records)} records → {res.path}" + ("" if evidence else
           " (the release evidence latency.json is unchanged; --update-evidence replaces it)"))
+    return 0
+
+
+def _lowering(args: argparse.Namespace) -> int:
+    """--lowering compare: the fused GridSample fast path vs the general lowering on the same
+    ONNX graph (conversion time and TFLite CPU latency, interleaved) → bench_lowering.json."""
+    from runtime.files import write_json_atomic
+    from validation.bench.lowering import compare_lowerings
+
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be ≥ 1 (got {args.rounds})")
+    threads = _threads(args.threads)
+    if len(threads) != 1:
+        raise UsageError("--lowering compare runs at one thread setting; give a single --threads value")
+    root = Path(args.build) / args.model
+    onnx_path = root / f"{args.model}.onnx"
+    quiet = args.json or args.quiet
+    out = compare_lowerings(args.model, onnx_path if onnx_path.is_file() else None, rounds=args.rounds,
+                            runs=args.runs, warmup=args.warmup, threads=threads[0],
+                            progress=None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)))
+    dest = output_file(args.output, LOWERING_JSON, root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(dest, out)
+    if args.json:
+        print(json.dumps({**out, "path": str(dest)}, indent=2))
+        return 0
+    for name, rec in out["lowerings"].items():
+        lat = rec["latency_ms"]
+        print(f"{name:<8} convert median {rec['convert_median_s']:8.2f} s   latency median {lat['median_ms']:8.3f} ms "
+              f"(p90 {lat['p90_ms']:.3f})   {rec['ops']} ops   GPU-clean {'yes' if rec['gpu_clean'] else 'no'}")
+    r = out["ratio_general_over_fused"]
+    print(f"general/fused: convert ×{r['convert_median']:.3f}, latency ×{r['latency_median']:.3f}; parity "
+          f"{'passed' if out['parity']['passed'] else 'FAILED'} → {dest}")
     return 0
 
 
@@ -214,6 +250,12 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         "sample photo), with the face_detector and MODEL artifacts of --build")
     p.add_argument("--format", default="tflite", type=one_of("--format", formats),
                    help="with --photo: which artifacts run the pipeline (default: tflite)")
+    p.add_argument("--lowering", type=one_of("--lowering", ("compare",)),
+                   help="compare: MODEL's GridSample lowerings side by side (fused fast path vs the general "
+                        "lowering on the same ONNX graph: onnx→tflite time over --rounds and TFLite CPU latency "
+                        "over --runs, interleaved; op counts, GPU check, parity) → DIR/<model>/bench_lowering.json "
+                        "(or -o); uses DIR/<model>/<model>.onnx when built, else exports it")
+    p.add_argument("--rounds", type=int, default=3, help="with --lowering: conversions per lowering (default: 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
