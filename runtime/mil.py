@@ -57,6 +57,21 @@ def _sigmoid(a):
     return (1.0 / (1.0 + np.exp(-x))).astype(_f(a["x"]).dtype)
 
 
+@op("log")
+def _log(a):  # y = log(x + epsilon), epsilon defaults to 1e-45
+    x = _f(a["x"])
+    eps = a.get("epsilon")
+    return np.log(x.astype(np.float32) + np.float32(1e-45 if eps is None else eps))
+
+
+@op("softmax")
+def _softmax(a):  # exp(x) / sum(exp(x), axis), axis defaults to -1
+    x = _f(a["x"]).astype(np.float32)
+    axis = -1 if a.get("axis") is None else int(a["axis"])
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
 @op("clip")
 def _clip(a):
     return np.minimum(np.maximum(_f(a["x"]), a["alpha"]), a["beta"])
@@ -232,44 +247,99 @@ def _max_pool(a):
     return out
 
 
-@op("resample")
-def _resample(a):
-    """Bilinear resampling at `coordinates` (N, H_out, W_out, 2) of x (N, C, H, W)."""
-    x, coords = _f(a["x"]).astype(np.float32), _f(a["coordinates"]).astype(np.float32)
-    if a.get("sampling_mode", "bilinear") != "bilinear":
-        raise UnsupportedMILOpError(f"resample sampling_mode={a.get('sampling_mode')}")
+def _source_coords(g: np.ndarray, size: int, mode: str, align: bool) -> np.ndarray:
+    """Pixel coordinates (0 … size-1 are pixel centres) of resample coordinates `g`, in float32
+    as torch's grid_sample computes them."""
+    g = g.astype(np.float32)
+    if mode == "normalized_minus_one_to_one":
+        return (g + 1) * np.float32((size - 1) / 2) if align else (g + 1) * np.float32(size / 2) - np.float32(0.5)
+    if mode == "normalized_zero_to_one":
+        return g * np.float32(size - 1) if align else g * np.float32(size) - np.float32(0.5)
+    if mode == "unnormalized":
+        return g
+    raise UnsupportedMILOpError(f"resample coordinates_mode={mode}")
+
+
+def _pad_coords(p: np.ndarray, size: int, pad_mode: str) -> np.ndarray:
+    """Moves coordinates outside the image to where `pad_mode` reads them from: border clamps;
+    reflection mirrors about the edge pixels' centres, symmetric about their outer edges (then,
+    like torch, clamps to the centres: a value beyond the last centre is the edge value)."""
+    if pad_mode == "constant":
+        return p
+    if pad_mode in ("reflection", "symmetric"):
+        low, twice_span = (0.0, 2.0 * (size - 1)) if pad_mode == "reflection" else (-0.5, 2.0 * size)
+        if twice_span == 0:
+            return np.zeros_like(p)
+        d = np.abs(p - np.float32(low))
+        extra = d - np.trunc(d / np.float32(twice_span)) * np.float32(twice_span)
+        p = np.minimum(extra, np.float32(twice_span) - extra) + np.float32(low)
+    elif pad_mode != "border":
+        raise UnsupportedMILOpError(f"resample padding_mode={pad_mode}")
+    return np.clip(p, 0, size - 1).astype(np.float32)
+
+
+def _sample(x: np.ndarray, px: np.ndarray, py: np.ndarray, sampling_mode: str, fill: float) -> np.ndarray:
+    """x (N, C, H, W) at pixel coordinates px, py (N, Ho, Wo): bilinear, or nearest (round half to
+    even, as torch's grid_sample); a tap outside the image reads `fill`."""
+    n, c, h, w = x.shape
+    if sampling_mode == "bilinear":
+        x0, y0 = np.floor(px), np.floor(py)
+        fx, fy = px - x0, py - y0
+        taps = [(y0 + dy, x0 + dx, wy * wx)
+                for dy, wy in ((0, 1 - fy), (1, fy)) for dx, wx in ((0, 1 - fx), (1, fx))]
+    elif sampling_mode == "nearest":
+        taps = [(np.rint(py), np.rint(px), np.ones_like(px))]
+    else:
+        raise UnsupportedMILOpError(f"resample sampling_mode={sampling_mode}")
+    out = np.zeros((n, c) + px.shape[1:], np.float32)
+    b = np.arange(n).reshape((n,) + (1,) * (px.ndim - 1))
+    for yi, xi, weight in taps:
+        xi, yi = xi.astype(np.int64), yi.astype(np.int64)
+        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        vals = x[b, :, np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]            # (N, Ho, Wo, C)
+        vals = np.where(inside[..., None], vals, np.float32(fill))
+        out += np.moveaxis(vals * weight[..., None], -1, 1)
+    return out
+
+
+def _resample_at(x, gx, gy, a) -> np.ndarray:
+    x = _f(x).astype(np.float32)
+    align = bool(a.get("align_corners", False))
     mode = a.get("coordinates_mode", "normalized_minus_one_to_one")
     pad_mode = a.get("padding_mode", "constant")
-    if pad_mode != "constant":
-        raise UnsupportedMILOpError(f"resample padding_mode={pad_mode}")
-    fill = float(a.get("padding_value", 0.0))
-    n, c, h, w = x.shape
-    gx, gy = coords[..., 0], coords[..., 1]
+    px = _pad_coords(_source_coords(gx, x.shape[3], mode, align), x.shape[3], pad_mode)
+    py = _pad_coords(_source_coords(gy, x.shape[2], mode, align), x.shape[2], pad_mode)
+    return _sample(x, px, py, a.get("sampling_mode", "bilinear"), float(a.get("padding_value", 0.0)))
+
+
+@op("resample")
+def _resample(a):
+    """x (N, C, H, W) sampled at `coordinates` (N, H_out, W_out, 2), given as (x, y)."""
+    coords = _f(a["coordinates"])
+    return _resample_at(a["x"], coords[..., 0], coords[..., 1], a)
+
+
+@op("affine")
+def _affine(a):
+    """x (N, C, H, W) sampled at output pixel coordinates, normalised to [-1, 1] per align_corners,
+    moved by transform_matrix (D, 6) rows [a0, a1, a2, b0, b1, b2]: x' = a0·x + a1·y + a2,
+    y' = b0·x + b1·y + b2, D = N or 1."""
+    x = _f(a["x"])
+    ho, wo = int(a["output_height"]), int(a["output_width"])
+    m = _f(a["transform_matrix"]).astype(np.float32).reshape(-1, 6)
+    m = np.broadcast_to(m, (x.shape[0], 6))
     align = bool(a.get("align_corners", False))
-    if mode == "normalized_minus_one_to_one":
-        if align:
-            px, py = (gx + 1) * (w - 1) / 2, (gy + 1) * (h - 1) / 2
-        else:
-            px, py = ((gx + 1) * w - 1) / 2, ((gy + 1) * h - 1) / 2
-    elif mode == "unnormalized":
-        px, py = gx, gy
-    elif mode == "normalized_zero_to_one":
-        px, py = (gx * (w - 1), gy * (h - 1)) if align else (gx * w - 0.5, gy * h - 0.5)
-    else:
-        raise UnsupportedMILOpError(f"resample coordinates_mode={mode}")
-    x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
-    fx, fy = px - x0, py - y0
-    out = np.zeros((n, c) + gx.shape[1:], np.float32)
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            xi, yi = x0 + dx, y0 + dy
-            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-            xc, yc = np.clip(xi, 0, w - 1), np.clip(yi, 0, h - 1)
-            for b in range(n):
-                vals = x[b][:, yc[b], xc[b]]                                    # (C, Ho, Wo)
-                vals = np.where(inside[b][None], vals, fill)
-                out[b] += vals * (wx[b] * wy[b])[None]
-    return out
+
+    def base(size):  # output pixel centres in [-1, 1], as torch's affine_grid places them
+        if size == 1:
+            return np.zeros(1, np.float32)
+        t = np.linspace(-1, 1, size, dtype=np.float32)
+        return t if align else t * np.float32((size - 1) / size)
+    ys, xs = np.meshgrid(base(ho), base(wo), indexing="ij")                      # (Ho, Wo)
+    coef = m[:, :, None, None]
+    gx = coef[:, 0] * xs + coef[:, 1] * ys + coef[:, 2]
+    gy = coef[:, 3] * xs + coef[:, 4] * ys + coef[:, 5]
+    return _resample_at(x, gx, gy, a)
 
 
 # -- program -----------------------------------------------------------------------------------
