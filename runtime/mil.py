@@ -42,7 +42,7 @@ for _name, _fn in {"add": np.add, "sub": np.subtract, "mul": np.multiply, "real_
     op(_name)(lambda a, _fn=_fn: _fn(_f(a["x"]), _f(a["y"])))
 
 for _name, _fn in {"floor": np.floor, "ceil": np.ceil, "sqrt": np.sqrt, "abs": np.abs, "exp": np.exp,
-                   "relu": lambda x: np.maximum(x, 0)}.items():
+                   "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0)}.items():
     op(_name)(lambda a, _fn=_fn: _fn(_f(a["x"])))
 
 

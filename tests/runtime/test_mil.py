@@ -122,10 +122,18 @@ def test_linear_matmul_relu():
     np.testing.assert_array_equal(run("relu", x=np.array([-1.0, 0.0, 2.0])), [0.0, 0.0, 2.0])
 
 
+def test_tanh():
+    """MIL tanh (what torch's tanh converts to; a flow head's activation) as torch computes it, in
+    the input's dtype."""
+    x = np.linspace(-6, 6, 41, dtype=np.float32)
+    np.testing.assert_allclose(run("tanh", x=x), torch.tanh(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-7)
+    assert run("tanh", x=x.astype(np.float16)).dtype == np.float16
+
+
 TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
               "leaky_relu", "cast", "reshape", "transpose", "concat", "stack", "gather", "slice_by_index",
               "reduce_min", "reduce_max", "reduce_mean", "reduce_sum", "pad", "conv", "max_pool", "resample",
-              "affine", "log", "softmax"}
+              "affine", "log", "softmax", "tanh"}
 
 
 @pytest.mark.slow
