@@ -118,6 +118,14 @@ def _reshape(a):
     return _f(a["x"]).reshape([int(s) for s in _f(a["shape"])])
 
 
+@op("expand_dims")
+def _expand_dims(a):  # a new axis of size 1 at each of `axes` (negative: from the end of the result)
+    x = _f(a["x"])
+    axes = [int(v) for v in np.atleast_1d(_f(a["axes"]))]
+    rank = x.ndim + len(axes)
+    return np.expand_dims(x, tuple(sorted(v % rank for v in axes)))
+
+
 @op("transpose")
 def _transpose(a):
     return np.transpose(_f(a["x"]), [int(p) for p in _f(a["perm"])])

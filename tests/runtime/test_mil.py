@@ -122,6 +122,15 @@ def test_linear_matmul_relu():
     np.testing.assert_array_equal(run("relu", x=np.array([-1.0, 0.0, 2.0])), [0.0, 0.0, 2.0])
 
 
+def test_expand_dims():
+    """MIL expand_dims (torch.stack / unsqueeze convert to it): axes of the result, negative ones
+    from its end, as torch.unsqueeze places them."""
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    assert run("expand_dims", x=x, axes=np.array([-1])).shape == (2, 3, 1)
+    assert run("expand_dims", x=x, axes=np.array([0, 3])).shape == (1, 2, 3, 1)
+    np.testing.assert_array_equal(run("expand_dims", x=x, axes=np.array([1])), torch.from_numpy(x).unsqueeze(1).numpy())
+
+
 def test_tanh():
     """MIL tanh (what torch's tanh converts to; a flow head's activation) as torch computes it, in
     the input's dtype."""
@@ -133,7 +142,7 @@ def test_tanh():
 TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
               "leaky_relu", "cast", "reshape", "transpose", "concat", "stack", "gather", "slice_by_index",
               "reduce_min", "reduce_max", "reduce_mean", "reduce_sum", "pad", "conv", "max_pool", "resample",
-              "affine", "log", "softmax", "tanh"}
+              "affine", "log", "softmax", "tanh", "expand_dims"}
 
 
 @pytest.mark.slow
