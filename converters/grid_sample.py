@@ -106,8 +106,10 @@ def emit(n, xs, gs, mode: str, pad: str, align: int, p: str, out: list, node, co
 
     wx = axis_weights(0, w)                                                                 # (N·P, W)
     wy = axis_weights(1, h)                                                                 # (N·P, H)
-    xt = node(out, "Transpose", [node(out, "Reshape", [n.input[0], const([nb, c * h, w], np.int64)], p)], p,
-              perm=[0, 2, 1])                                                               # (N, W, C·H)
+    # (N, C, H, W) → (N, W, C, H) → (N, W, C·H): transposed while 4-D, which onnx2tf maps through its
+    # channels-last input; a 3-D Transpose after the Reshape it gets wrong when C = 1.
+    xt = node(out, "Reshape", [node(out, "Transpose", [n.input[0]], p, perm=[0, 3, 1, 2]),
+                               const([nb, w, c * h], np.int64)], p)                        # (N, W, C·H)
     b = node(out, "MatMul", [node(out, "Reshape", [wx, const([nb, pts, w], np.int64)], p), xt], p)  # (N, P, C·H)
     b = node(out, "Reshape", [b, const([nb * pts, c, h], np.int64)], p)
     wy = node(out, "Reshape", [wy, const([nb * pts, 1, h], np.int64)], p)

@@ -137,8 +137,14 @@ def lower_gridsample(model, lowering: str | None = None):
             # beyond the gathers' fp16-exact flat indices (⌈H/2⌉·W ≤ 2048): the general lowering
             general.append((n, xs, gs, grid_sample.check(n, xs, gs)))
             continue
-        s = _Sampler(n, n.output[0], c, (h_in, w_in), (h, w))
         planes = grid_planes(n.input[1], producer, shapes, h * w)
+        if planes is None:
+            # A grid that is one run-time tensor (not stacked from x and y planes): onnx2tf 1.29
+            # fails on the gathers of its coordinate planes (it infers their indices as a list),
+            # and they are not GPU-delegate ops; the general lowering has neither problem.
+            general.append((n, xs, gs, grid_sample.check(n, xs, gs)))
+            continue
+        s = _Sampler(n, n.output[0], c, (h_in, w_in), (h, w))
         if planes is not None:  # the grid was stacked from two planes; take their pixel coordinates
             s.x = unnormalised(planes[0], producer, consts, w_in)
             s.y = unnormalised(planes[1], producer, consts, h_in)

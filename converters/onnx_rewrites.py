@@ -6,7 +6,11 @@
   −1 + 2j/(W−1); 0: (2j+1)/W − 1), y_i likewise; grid = Reshape(Transpose(MatMul(θ, baseᵀ)),
   (N, H, W, 2)) — the run-time operand first and a constant 2-D matrix second, the only MatMul
   form with one run-time input the delegate takes.
-- `LogSoftmax` (the delegate has none) as x − m − log Σ exp(x − m), m = max x along the axis."""
+- `LogSoftmax` (the delegate has none) as x − (m + log Σ exp(x − m)), m = max x along the axis:
+  the TFLite converter fuses the form (x − m) − log Σ exp(x − m) back into LOG_SOFTMAX.
+- a `Gather` of one constant index from a 4-D float tensor (what `x[:, j]` of a feature map
+  exports; onnx2tf keeps it as a GATHER with a 0-D or int64 index, which the delegate refuses) as
+  a Slice (and a Reshape that drops the axis for a scalar index)."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,7 +67,8 @@ def lower_affine_grid(model):
 
 
 def lower_log_softmax(model):
-    """`model` with every LogSoftmax as ReduceMax, Sub, Exp, ReduceSum, Log, Sub (the stable form)."""
+    """`model` with every LogSoftmax as ReduceMax, Sub, Exp, ReduceSum, Log, Add, Sub (the stable
+    form, written so that the TFLite converter does not fuse it back into LOG_SOFTMAX)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -88,13 +93,66 @@ def lower_log_softmax(model):
                   helper.make_node("Exp", [p + "_y"], [p + "_e"], name=p + "_exp"),
                   helper.make_node("ReduceSum", [p + "_e", p + "_axes"], [p + "_s"], keepdims=1, name=p + "_sum"),
                   helper.make_node("Log", [p + "_s"], [p + "_l"], name=p + "_log"),
-                  helper.make_node("Sub", [p + "_y", p + "_l"], [n.output[0]], name=p + "_out")]
+                  helper.make_node("Add", [p + "_m", p + "_l"], [p + "_lse"], name=p + "_lse"),
+                  helper.make_node("Sub", [n.input[0], p + "_lse"], [n.output[0]], name=p + "_out")]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(inits)
     return model
 
 
+def constant_gathers_as_slices(model):
+    """`model` with every Gather of one constant index from a static 4-D float tensor as a Slice
+    (+ Reshape for a scalar index); other Gathers are left as they are."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    if not any(n.op_type == "Gather" and n.input[1] in consts and consts[n.input[1]].size == 1
+               and n.input[0] not in consts for n in model.graph.node):
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.type.tensor_type.HasField("shape") \
+                and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = [d.dim_value for d in dims]     # float tensors of static shape only
+    nodes, inits = [], []
+    for k, n in enumerate(model.graph.node):
+        idx = consts.get(n.input[1]) if n.op_type == "Gather" else None
+        shape = shapes.get(n.input[0])
+        if idx is None or idx.size != 1 or shape is None or n.input[0] in consts:
+            nodes.append(n)
+            continue
+        rank = len(shape)
+        axis = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"), 0) % rank
+        j = int(idx.reshape(-1)[0]) % shape[axis]
+        out_shape = shape[:axis] + ([1] if idx.ndim else []) + shape[axis + 1:]
+        p = f"_gather_slice{k}"
+        if rank != 4:
+            nodes.append(n)
+            continue
+        inits += [numpy_helper.from_array(np.array([v], np.int64), p + s) for v, s in
+                  ((j, "_start"), (j + 1, "_end"), (axis, "_axis"))]
+        picked = [helper.make_node("Slice", [n.input[0], p + "_start", p + "_end", p + "_axis"],
+                                   [p + "_y" if idx.ndim == 0 else n.output[0]], name=p)]
+        if idx.ndim == 0:
+            inits.append(numpy_helper.from_array(np.array(out_shape, np.int64), p + "_shape"))
+            picked.append(helper.make_node("Reshape", [p + "_y", p + "_shape"], [n.output[0]], name=p + "_r"))
+        nodes += picked
+    used = {i for n in nodes for i in n.input}
+    kept = [i for i in model.graph.initializer if i.name in used]    # the replaced indices go
+    del model.graph.node[:], model.graph.initializer[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(kept + inits)
+    return model
+
+
 def gpu_rewrites(model):
     """Every rewrite of this module, in order."""
-    return lower_log_softmax(lower_affine_grid(model))
+    return constant_gathers_as_slices(lower_log_softmax(lower_affine_grid(model)))

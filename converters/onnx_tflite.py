@@ -30,7 +30,7 @@ from .base import Artifact, ConversionError, Step, io_specs, register_step
 from .onnx_rewrites import gpu_rewrites
 from .gpu_check import GpuCompatibilityError, require_gpu_compatible
 from .lowering import lower_gridsample, sum_residual_adds
-from .tflite_passes import op_histogram, pipeline, rename_io
+from .tflite_passes import nchw_outputs, op_histogram, pipeline, rename_io
 
 STEP = "onnx->tflite"
 # onnx2tf looks for this file in its working directory before downloading one.
@@ -140,6 +140,8 @@ def _finish(path: Path, spec: ModelSpec, precision: str, out_path: Path, feeds: 
         if any(not np.allclose(before[k], after[k], rtol=1e-6, atol=1e-6) for k in before):
             raise ConversionError(STEP, f"{tflite_pass.label} changed the outputs")
     final = rename_io(passed, [in_name], [o.name for o in spec.outputs])
+    final, counts["outputs_made_nchw"] = nchw_outputs(final, {o.name: tuple(1 if d is None else d for d in o.shape)
+                                                              for o in spec.outputs})
     with atomic_path(out_path) as tmp_out:
         tmp_out.write_bytes(final)
         gpu = _gpu_report(tmp_out, require_gpu)

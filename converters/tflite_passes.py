@@ -12,7 +12,12 @@ Callers verify numerically that the model computes the same before and after.
 convolutions the GridSample lowering ends its crops with (they tell onnx2tf the crop is NHWC).
 
 `rename_io`: give inputs/outputs the names of the model spec and write the one signature,
-`serving_default`, that maps those names to them (replacing whatever onnx2tf left)."""
+`serving_default`, that maps those names to them (replacing whatever onnx2tf left).
+
+`nchw_outputs` (after `rename_io`): onnx2tf leaves every 4-D output channels-last; a 4-D output
+the spec declares (N, C, H, W) that comes out (N, H, W, C) gets a TRANSPOSE back, so the
+artifact's outputs have the spec's shapes and layout (a runner would otherwise only reshape them,
+scrambling the values)."""
 from __future__ import annotations
 
 import re
@@ -27,7 +32,8 @@ from .tflite_pass import (PASSES, STEP, Condition, Pass, PassConditionError, get
 
 __all__ = ["PASSES", "SIGNATURE_KEY", "STEP", "Condition", "Pass", "PassConditionError", "get_pass", "pipeline",
            "register_pass", "StripGatherGuards", "FusePrelu", "AddNToAdd", "DropIdentityConvs", "RenameIO",
-           "strip_gather_guards", "fuse_prelu", "add_n_to_add", "drop_identity_convs", "rename_io", "op_histogram"]
+           "NchwOutputs", "strip_gather_guards", "fuse_prelu", "add_n_to_add", "drop_identity_convs", "rename_io",
+           "nchw_outputs", "op_histogram"]
 
 # The signature every artifact carries (TensorFlow's default key, what signature runners look up).
 SIGNATURE_KEY = "serving_default"
@@ -285,6 +291,46 @@ class RenameIO(Pass):
         return len(self.inputs) + len(self.outputs)
 
 
+@register_pass
+class NchwOutputs(Pass):
+    """A TRANSPOSE (0, 3, 1, 2) after each graph output named in `shapes` (spec name → spec shape,
+    4-D) that is that shape channels-last; the transposed tensor becomes the output (same name,
+    signature updated), the channels-last one is renamed `<name>/nhwc`."""
+    name, record_key, label, in_pipeline = "nchw_outputs", "outputs_made_nchw", "outputs back to NCHW", False
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]):
+        self.shapes = {k: tuple(v) for k, v in shapes.items() if len(v) == 4}
+        self.ensures = (Condition("every 4-D output has its spec shape", self._shapes_differ),)
+
+    def _shapes_differ(self, g: Graph) -> list[str]:
+        return [f"output {g.tensor(t).name} is {list(g.tensor(t).shape)}, spec {list(self.shapes[g.tensor(t).name])}"
+                for t in g.outputs if g.tensor(t).name in self.shapes
+                and tuple(g.tensor(t).shape) != self.shapes[g.tensor(t).name]]
+
+    def apply(self, g: Graph) -> int:
+        from ai_edge_litert import schema_py_generated as schema
+        outputs, renamed = list(g.outputs), {}
+        for pos, t in enumerate(outputs):
+            name, shape = g.tensor(t).name, tuple(g.tensor(t).shape)
+            want = self.shapes.get(name)
+            if want is None or shape == want or shape != (want[0], want[2], want[3], want[1]):
+                continue
+            perm = g.add_const(np.array([0, 3, 1, 2], np.int32), f"{name}/nchw_perm")
+            new = schema.TensorT()
+            new.shape, new.type, new.buffer, new.name = list(want), g.subgraph.tensors[t].type, 0, name.encode()
+            g.subgraph.tensors.append(new)
+            out = len(g.subgraph.tensors) - 1
+            g.rename(t, f"{name}/nhwc")
+            g.subgraph.operators.append(g.new_op("TRANSPOSE", [t, perm], [out], "TransposeOptions"))
+            outputs[pos], renamed[name] = out, out
+        if renamed:
+            g.subgraph.outputs = outputs
+            g.changed()
+            for key, (ins, outs) in g.signatures().items():
+                g.set_signature(key, ins, [(n, renamed.get(n, t)) for n, t in outs])
+        return len(renamed)
+
+
 # -- the functions every caller used before the pass objects -----------------------------------
 
 def strip_gather_guards(buf: bytes) -> tuple[bytes, int]:
@@ -305,6 +351,10 @@ def drop_identity_convs(buf: bytes) -> tuple[bytes, int]:
 
 def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:
     return RenameIO(inputs, outputs)(buf)[0]
+
+
+def nchw_outputs(buf: bytes, shapes: dict[str, tuple[int, ...]]) -> tuple[bytes, int]:
+    return NchwOutputs(shapes)(buf)
 
 
 def op_histogram(buf: bytes) -> dict[str, int]:

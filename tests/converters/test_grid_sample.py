@@ -105,10 +105,26 @@ def test_the_bound_fails_when_shifted(mode, pad, align):
 
 
 def test_zoo_idiom_keeps_the_fast_path_and_others_do_not():
-    """Bilinear/zeros/align_corners=1 with batch 1 still goes to the fused gather lowering; the same
-    sampler with batch 2 goes to the general one (no gathers)."""
-    one = lower_gridsample(_model("bilinear", "zeros", 1, xs=(1, 3, 5, 7), gs=(1, 4, 6, 2)))
-    assert any(n.op_type == "Gather" for n in one.graph.node)
+    """Bilinear/zeros/align_corners=1 with batch 1 and a grid stacked from x and y planes (the
+    zoo's idiom) still goes to the fused gather lowering; the same sampler on a grid that is one
+    run-time tensor (onnx2tf fails on the fused path's plane gathers) or with batch 2 goes to the
+    general one (no gathers)."""
+    one = _model("bilinear", "zeros", 1, xs=(1, 3, 5, 7), gs=(1, 4, 6, 2), computed=False)
+    g = one.graph
+    g.input[1].CopyFrom(helper.make_tensor_value_info("gx", TensorProto.FLOAT, [1, 4, 6]))
+    g.input.append(helper.make_tensor_value_info("gy", TensorProto.FLOAT, [1, 4, 6]))
+    g.initializer.extend([numpy_helper.from_array(np.array([-1], np.int64), "last"),
+                          numpy_helper.from_array(np.array([1, 4, 6, 2], np.int64), "grid_shape")])
+    sampler = list(g.node)
+    del g.node[:]
+    g.node.extend([helper.make_node("Unsqueeze", ["gx", "last"], ["ux"]),
+                   helper.make_node("Unsqueeze", ["gy", "last"], ["uy"]),
+                   helper.make_node("Concat", ["ux", "uy"], ["stacked"], axis=-1),
+                   helper.make_node("Reshape", ["stacked", "grid_shape"], ["grid"])] + sampler)  # as torch.stack exports
+    fused = lower_gridsample(one)
+    assert any(n.op_type == "Gather" for n in fused.graph.node)
+    raw = lower_gridsample(_model("bilinear", "zeros", 1, xs=(1, 3, 5, 7), gs=(1, 4, 6, 2)))
+    assert not any(n.op_type == "Gather" for n in raw.graph.node)
     two = lower_gridsample(_model("bilinear", "zeros", 1))
     assert not any(n.op_type == "Gather" for n in two.graph.node)
 

@@ -36,15 +36,34 @@ def gridsample_model(c: int, h_in: int, w_in: int, h: int, w: int, mode: str = "
     return m
 
 
+def stacked_grid(m: onnx.ModelProto) -> onnx.ModelProto:
+    """`m` with its grid input stacked from x and y planes `gx`, `gy` (1, h, w), as torch.stack
+    exports it: the fused lowering's idiom (a grid that is one run-time tensor takes the general one)."""
+    g = m.graph
+    _, h, w, _ = [d.dim_value for d in g.input[1].type.tensor_type.shape.dim]
+    g.input[1].CopyFrom(helper.make_tensor_value_info("gx", TensorProto.FLOAT, [1, h, w]))
+    g.input.append(helper.make_tensor_value_info("gy", TensorProto.FLOAT, [1, h, w]))
+    g.initializer.extend([numpy_helper.from_array(np.array([-1], np.int64), "last"),
+                          numpy_helper.from_array(np.array([1, h, w, 2], np.int64), "grid_shape")])
+    sampler = list(g.node)
+    del g.node[:]
+    g.node.extend([helper.make_node("Unsqueeze", ["gx", "last"], ["ux"]),
+                   helper.make_node("Unsqueeze", ["gy", "last"], ["uy"]),
+                   helper.make_node("Concat", ["ux", "uy"], ["stacked"], axis=-1),
+                   helper.make_node("Reshape", ["stacked", "grid_shape"], ["grid"])] + sampler)
+    return m
+
+
 @pytest.mark.parametrize("size", [(12, 20), (48, 48), (64, 64), (7, 5)])
 def test_lowering_equals_gridsample(size):
     """Two tables, the map's even and odd rows (⌈H/2⌉·W ≤ 2048 pixels each: fp16-exact indices)."""
     h_in, w_in = size
-    m = gridsample_model(5, h_in, w_in, 16, 16)
+    m = stacked_grid(gridsample_model(5, h_in, w_in, 16, 16))
     rng = np.random.default_rng(0)
+    grid = rng.uniform(-1.3, 1.3, (1, 16, 16, 2)).astype(np.float32)  # some samples outside
+    grid[0, 0, :4] = [[-1, -1], [1, 1], [1, -1], [-1, 1]]               # exact corners
     feeds = {"x": rng.standard_normal((1, 5, h_in, w_in)).astype(np.float32),
-             "grid": rng.uniform(-1.3, 1.3, (1, 16, 16, 2)).astype(np.float32)}  # some samples outside
-    feeds["grid"][0, 0, :4] = [[-1, -1], [1, 1], [1, -1], [-1, 1]]               # exact corners
+             "gx": np.ascontiguousarray(grid[..., 0]), "gy": np.ascontiguousarray(grid[..., 1])}
     ref = ort.InferenceSession(m.SerializeToString()).run(None, feeds)[0]
     low = lower_gridsample(m)
     assert "GridSample" not in {n.op_type for n in low.graph.node}
