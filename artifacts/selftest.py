@@ -32,8 +32,12 @@ def run_artifact(path: Path, fmt: str, feed: dict[str, np.ndarray]) -> dict[str,
         return runner.run_native(feed)
 
 
+SEEDED_INPUT = "seeded: numpy default_rng(0).random, NCHW"   # the self-test input of a non-face input
+
+
 def golden_input(entry: ArtifactRecord) -> dict[str, np.ndarray]:
-    """The real sample face in the artifact's declared layout and dtype."""
+    """The real sample face in the artifact's declared layout and dtype; for an input that is not a
+    square 3-channel image (a user's model), a seeded uniform [0, 1) tensor of its shape."""
     from modelzoo.data import sample_face
 
     if len(entry.inputs) != 1:
@@ -42,11 +46,19 @@ def golden_input(entry: ArtifactRecord) -> dict[str, np.ndarray]:
     (inp,) = entry.inputs
     if inp.layout not in ("NCHW", "NHWC") or len(inp.shape) != 4:
         raise PublishError(f"{entry.path}: input {inp.name!r} has no image layout (layout={inp.layout!r})")
-    size = int(inp.shape[2] if inp.layout == "NCHW" else inp.shape[1])
-    x = sample_face(size)
+    n, c, h, w = (int(d) for d in (inp.shape if inp.layout == "NCHW" else
+                                   (inp.shape[0], inp.shape[3], inp.shape[1], inp.shape[2])))
+    x = sample_face(h) if _face_input(entry) else np.random.default_rng(0).random((n, c, h, w), dtype=np.float32)
     if inp.layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     return {inp.name: x.astype(inp.dtype)}
+
+
+def _face_input(entry: ArtifactRecord) -> bool:
+    """The artifact's one input is a square 3-channel image of batch 1: the sample face fits it."""
+    (inp,) = entry.inputs
+    n, c, h, w = inp.shape if inp.layout == "NCHW" else (inp.shape[0], inp.shape[3], inp.shape[1], inp.shape[2])
+    return n == 1 and c == 3 and h == w
 
 
 def _iod(spec: Any, outputs: dict[str, np.ndarray]) -> float | None:
@@ -77,7 +89,8 @@ def make_bundle(artifact: Path, entry: ArtifactRecord, spec: Any) -> tuple[bytes
     outputs = {k: np.asarray(v) for k, v in run_artifact(artifact, entry.format, feed).items()}
     layouts = {i.name: i.layout for i in entry.inputs}
     meta = {"artifact": entry.path, "format": entry.format, "precision": entry.precision,
-            "artifact_sha256": entry.sha256, "input": "modelzoo.data.sample_face",
+            "artifact_sha256": entry.sha256,
+            "input": "modelzoo.data.sample_face" if _face_input(entry) else SEEDED_INPUT,
             "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "layout": layouts[k]}
                        for k, v in feed.items()},
             "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()},

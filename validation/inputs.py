@@ -24,10 +24,11 @@ class InputCase:
         return self.kind != "seeded"
 
 
-def _face(path, size: int) -> np.ndarray:
+def _face(path, size: int, width: int | None = None) -> np.ndarray:
+    """The face photo resized to size × `width` (default: square), NCHW in [0, 1]."""
     from PIL import Image
     with Image.open(path) as im:
-        im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+        im = im.convert("RGB").resize((width or size, size), Image.BILINEAR)
         return (np.asarray(im, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
 
 
@@ -81,14 +82,14 @@ def input_sets(spec: ModelSpec, seeds: int = 2) -> list[InputCase]:
     cases += [InputCase(f"sample-{name}", "sample", a) for name, a in samples_of(spec)]
     if not (inp.layout == "NCHW" and inp.channel_order == "RGB"):
         return cases
-    size = int(shape[-1])
+    size, height = int(shape[-1]), int(shape[-2])     # a user's image input need not be square
     for i, path in enumerate(SAMPLE_FACES, start=1):
-        face = _face(path, size)
+        face = _face(path, height, size)
         cases.append(InputCase(f"face-{i}", "face", face))
         cases.append(InputCase(f"face-{i}-bright", "perturbed", np.clip(face * 1.3 + 0.05, 0, 1).astype(np.float32)))
         cases.append(InputCase(f"face-{i}-rot15", "perturbed", _rotate(face, 15.0)))
         occluded = face.copy()
-        occluded[:, :, size // 4: size // 2, size // 5: size // 2] = 0.5   # a grey patch over one eye
+        occluded[:, :, height // 4: height // 2, size // 5: size // 2] = 0.5   # a grey patch over one eye
         cases.append(InputCase(f"face-{i}-occluded", "perturbed", occluded))
     if spec.landmarks is not None and shape[-2] == shape[-1]:
         cases += photo_crops(size)

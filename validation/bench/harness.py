@@ -67,10 +67,17 @@ def tool_versions() -> dict[str, str]:
 
 
 def face_feed(spec) -> dict[str, np.ndarray]:
-    """The real sample face at the model's input size, NCHW float32 (the same bytes for every runtime)."""
+    """The real sample face at the model's input size, NCHW float32 (the same bytes for every
+    runtime); an input that is not a square RGB NCHW image (a user's model) gets the seeded input
+    over its value range instead."""
     from modelzoo.data import sample_face
     (inp,) = spec.inputs
-    return {inp.name: sample_face(int(inp.shape[-1]))}
+    shape = tuple(1 if d is None else d for d in inp.shape)
+    if inp.layout == "NCHW" and inp.channel_order == "RGB" and len(shape) == 4 and shape[1] == 3 \
+            and shape[2] == shape[3]:
+        return {inp.name: sample_face(int(shape[-1]))}
+    from converters.gate import seeded_input
+    return {inp.name: seeded_input(spec)}
 
 
 def plan(record: BuildRecord, runtimes: Sequence[str] | None = None, threads: Sequence[int] = (1,),
