@@ -94,6 +94,17 @@ def _cols(t: torch.Tensor, idx: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return t.index_select(1, idx)
 
 
+def unit_direction(dx: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos θ, sin θ) of the angle θ = atan2(dy, dx) without atan2, comparisons or selects: the
+    vector normalised, and (1, 0) for coincident points (atan2(0, 0) = 0)."""
+    norm = torch.sqrt(dx * dx + dy * dy)
+    safe = torch.clamp(norm, min=1e-4)
+    # `degenerate` is 1 at norm 0 and 0 for norm ≥ 1/60000; with the clamp the result is exactly
+    # (dx, dy)/norm for norm ≥ 1e-4 (fine for any real landmark spacing).
+    degenerate = 1.0 - torch.clamp(norm * 60000.0, 0.0, 1.0)
+    return dx / safe + degenerate, dy / safe
+
+
 def crop_affines(
     points: torch.Tensor,
     subsets: Sequence[Sequence[int]],
@@ -117,13 +128,7 @@ def crop_affines(
     lx, ly = _cols(flat, [i * d for i in left_idx]), _cols(flat, [i * d + 1 for i in left_idx])      # (N,R)
     rx_, ry_ = _cols(flat, [i * d for i in right_idx]), _cols(flat, [i * d + 1 for i in right_idx])
     dx, dy = rx_ - lx, ry_ - ly
-    norm = torch.sqrt(dx * dx + dy * dy)
-    safe = torch.clamp(norm, min=1e-4)
-    # Coincident points: atan2(0, 0) = 0, i.e. cos θ = 1. `degenerate` is 1 there, else 0
-    # (norm ≥ 1/60000 → 1 after the clamp; fine for any real landmark spacing).
-    degenerate = 1.0 - torch.clamp(norm * 60000.0, 0.0, 1.0)
-    cos_t = dx / safe + degenerate
-    sin_t = dy / safe
+    cos_t, sin_t = unit_direction(dx, dy)
 
     def row(values: Sequence[float]) -> torch.Tensor:          # a (1,R) constant
         return torch.tensor([list(values)], dtype=points.dtype, device=points.device)
@@ -227,9 +232,14 @@ def sample_crop(features: torch.Tensor, matrix: torch.Tensor, crop_hw: tuple[int
     rule); inside, neighbours beyond the border read as zero. `grid_sample` with
     align_corners=True times an in-bounds mask reproduces that exactly.
     """
+    return sample_at(features, *sample_grid(matrix, crop_hw), crop_hw)
+
+
+def sample_at(features: torch.Tensor, x: torch.Tensor, y: torch.Tensor, crop_hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear samples (N,C,h,w) of `features` (N,C,H,W) at source pixel coordinates `x`, `y`
+    (N, h·w) each, e.g. from `sample_grid`, with MediaPipe's out-of-bounds rule (see `sample_crop`)."""
     H, W = int(features.shape[-2]), int(features.shape[-1])
     h, w = crop_hw
-    x, y = sample_grid(matrix, crop_hw)                                             # (N,h·w) each
     mask = (inside_mask(x, W) * inside_mask(y, H)).reshape(-1, 1, h, w)
     grid = torch.stack([x * (2.0 / (W - 1)) - 1.0, y * (2.0 / (H - 1)) - 1.0], dim=-1).reshape(-1, h, w, 2)
     out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..attention_mesh.regions import LEFT_EYE, LIPS, RIGHT_EYE
-from ..layers import BlazeBlock, ConvPReLU, SamePadConv, blaze_stage, check_image_input, crop_matrix, \
-    sample_crop, transform_points
+from ..layers import BlazeBlock, ConvPReLU, SamePadConv, _cols, blaze_stage, check_image_input, crop_matrix, \
+    sample_at, sample_crop, transform_points, unit_direction
 from ..spec import TensorSpec
 
 
@@ -177,25 +178,54 @@ def eye_roi_matrix(points: torch.Tensor, start_idx: int, end_idx: int, crop: int
 
     This differs from `layers.crop_matrix` (rotated box of a subset, per-axis size).
     `flip` mirrors the crop horizontally (MediaPipe's right eye): x_crop → crop − x_crop,
-    folded into the matrix so crop and point mapping stay one affine each."""
-    xy = points[..., :2]
-    d = xy[:, end_idx] - xy[:, start_idx]
-    norm = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
-    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-    c = torch.where(norm > 0, d[:, 0] / safe, torch.ones_like(norm))
-    s = torch.where(norm > 0, d[:, 1] / safe, torch.zeros_like(norm))
-    centre = (xy[:, end_idx] + xy[:, start_idx]) * 0.5
-    k = scale * torch.maximum(d[:, 0].abs(), d[:, 1].abs()) / crop
+    folded into the matrix so crop and point mapping stay one affine each.
+
+    Written for the TFLite GPU delegate, as `layers.crop_affines`: rank-2 tensors, 1-D constant
+    gathers of single columns (no scalar indexing), no comparison or select."""
+    n, p, d = points.shape
+    flat = points.reshape(n, p * d)
+    sx, sy = _cols(flat, [start_idx * d]), _cols(flat, [start_idx * d + 1])         # (N,1) each
+    ex, ey = _cols(flat, [end_idx * d]), _cols(flat, [end_idx * d + 1])
+    dx, dy = ex - sx, ey - sy
+    # Equal to MediaPipe's angle for corners ≥ 1e-4 px apart; closer, the crop side 2.3·max(|dx|, |dy|)
+    # < 2.3e-4 px makes the rotation immaterial.
+    c, s = unit_direction(dx, dy)
+    cx, cy = (ex + sx) * 0.5, (ey + sy) * 0.5
+    k = scale * torch.maximum(dx.abs(), dy.abs()) / crop
     fx = -1.0 if flip else 1.0
     a00, a01 = fx * c * k, -s * k
     a10, a11 = fx * s * k, c * k
     half = crop / 2
     # crop centre (half, half) maps to the ROI centre either way (the flip is about it).
-    tx = centre[:, 0] - (a00 + a01) * half
-    ty = centre[:, 1] - (a10 + a11) * half
-    row0 = torch.stack([a00, a01, tx], dim=-1)
-    row1 = torch.stack([a10, a11, ty], dim=-1)
-    return torch.stack([row0, row1], dim=1)
+    tx = cx - (a00 + a01) * half
+    ty = cy - (a10 + a11) * half
+    return torch.cat([a00, a01, tx, a10, a11, ty], dim=1).reshape(n, 2, 3)
+
+
+def batched_sample_grid(matrix: torch.Tensor, crop_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`layers.sample_grid` for a batch of B > 1 matrices, with the same arithmetic (equal results):
+    each matrix entry is first repeated along the crop's h·w pixels by a MatMul with a one-hot row
+    (exact: one product by 1 and additions of zeros), so every elementwise op broadcasts one input
+    at most ((B, h·w) with a constant (1, h·w)); the GPU delegate has no two-sided broadcast
+    ((B,1) × (1,h·w))."""
+    h, w = crop_hw
+    dtype, device = matrix.dtype, matrix.device
+    v, u = torch.meshgrid(torch.arange(h, dtype=dtype, device=device) + 0.5,
+                          torch.arange(w, dtype=dtype, device=device) + 0.5, indexing="ij")
+    u, v = u.reshape(1, h * w), v.reshape(1, h * w)
+    m = matrix.reshape(matrix.shape[0], 6)
+    # The translations less ½ first (as sample_grid), then all six entries repeated at once.
+    m = m - torch.tensor([[0.0, 0.0, 0.5, 0.0, 0.0, 0.5]], dtype=dtype, device=device)
+
+    def entry(j: int) -> torch.Tensor:                                     # (B, h·w)
+        # A constant built outside torch (a traced in-place write would become a scatter op).
+        onehot = np.zeros((6, h * w), dtype=np.float32)
+        onehot[j] = 1.0
+        return m @ torch.from_numpy(onehot).to(dtype=dtype, device=device)
+
+    x = entry(0) * u + entry(1) * v + entry(2)
+    y = entry(3) * u + entry(4) * v + entry(5)
+    return x, y
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +270,7 @@ class FaceMeshCascade(nn.Module):
         left, right = self.eye_matrices(mesh)
         m = torch.cat([left, right], dim=0)
         hw = (self.cfg.eye_crop, self.cfg.eye_crop)
-        return sample_crop(torch.cat([x, x], dim=0), m, hw), m
+        return sample_at(torch.cat([x, x], dim=0), *batched_sample_grid(m, hw), hw), m
 
     def lips_matrix(self, mesh: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -269,8 +299,8 @@ class FaceMeshCascade(nn.Module):
     def assemble(self, mesh: torch.Tensor, region: dict[str, torch.Tensor]) -> torch.Tensor:
         """478 points: lips/eyes overwrite x,y of the mesh at their index lists (z kept); irises
         appended (left 468–472, right 473–477) with z = mean mesh z of that eye's contour."""
-        n = mesh.shape[0]
-        z = mesh[..., 2]
+        n, p, d = mesh.shape
+        z = _cols(mesh.reshape(n, p * d), range(2, p * d, d))      # mesh[..., 2] as a 1-D constant gather
         all_xy = torch.cat([mesh[..., :2], region["lips"], region["left_eye"], region["right_eye"]], dim=1)
         xy = torch.cat([all_xy.index_select(1, self.assembly_index), region["left_iris"], region["right_iris"]],
                        dim=1)
