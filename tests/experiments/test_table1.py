@@ -1,8 +1,7 @@
 """The Table 1 experiment: its timing machinery, the MediaPipe cuts, the lowering-cost split, the
-cascade parts cache and its command line."""
+cascade parts cut out of its build and its command line."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,21 +67,56 @@ def test_sampler_groups_partition_our_tflite(full_build):
     assert len([i for i in crops if kind[i] == "STRIDED_SLICE"]) >= 3     # 3 region crops (+ row tables)
 
 
-def test_cascade_parts_cache_is_written_atomically_and_survives_a_torn_record(tmp_path):
-    """The parts record is rewritten, never trusted when unreadable; no temporary file is left."""
-    from experiments.table1 import export_cascade_parts
-    first = export_cascade_parts(tmp_path, formats=("onnx",))
-    assert {p: set(d) for p, d in first.items()} == {"mesh": {"onnx"}, "iris": {"onnx"}, "lips": {"onnx"}}
-    record = json.loads((tmp_path / "parts.json").read_text())
-    assert record["parts"]["iris"] == {"onnx": "cascade_iris.onnx"}
-    mtime = first["mesh"]["onnx"].stat().st_mtime_ns
-    said = []
-    export_cascade_parts(tmp_path, formats=("onnx",), progress=said.append)
-    assert not said and first["mesh"]["onnx"].stat().st_mtime_ns == mtime       # fresh: reused
-    (tmp_path / "parts.json").write_text('{"key": ')                              # a torn write
-    export_cascade_parts(tmp_path, formats=("onnx",), progress=said.append)
-    assert len(said) == 3 and json.loads((tmp_path / "parts.json").read_text())["key"] == record["key"]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+@pytest.mark.slow
+def test_cascade_parts_are_cut_from_its_build(cascade_build):
+    """Table 1's mesh, eye & iris and lips models are the built cascade's own: each TFLite cut
+    reproduces, bit for bit, the tensors the built file computes at its boundaries (same kernels,
+    same inputs); each ONNX cut computes its PyTorch sub-model; the parts cover every
+    convolution of the build."""
+    import onnxruntime as ort
+    import torch
+
+    import modelzoo
+    from runtime.tflite import Graph
+    from validation.bench import tflite_profile as tp
+    from experiments.table1 import CASCADE, built_fp32, cascade_inputs, cascade_parts
+    root, _ = cascade_build
+    arts = built_fp32(root.parent, CASCADE, ["onnx", "tflite"])
+    parts = cascade_parts(arts)
+    assert {p: set(d) for p, d in parts.items()} == {p: {"onnx", "tflite"} for p in ("mesh", "iris", "lips")}
+    full = arts["tflite"].read_bytes()
+    inputs = cascade_inputs()
+    values = tp.all_tensors(full, [inputs["image"][0].transpose(0, 2, 3, 1)])
+    g = Graph.from_bytes(full)
+    shapes = {"mesh": (1, 192, 192, 3), "iris": (2, 64, 64, 3), "lips": (1, 64, 64, 3)}   # NHWC
+    convs = 0
+    for part, d in parts.items():
+        cut = Graph.from_bytes(d["tflite"])
+        assert [cut.tensor(i).shape for i in cut.inputs] == [shapes[part]], part
+        feed = [values[g.find(cut.tensor(i).name).index] for i in cut.inputs]
+        with tp.open_model(d["tflite"]) as r:
+            got = r.run_native(tp.native_feed(r, feed))
+        for name, v in got.items():
+            np.testing.assert_array_equal(v, values[g.find(name).index].reshape(v.shape), err_msg=f"{part} {name}")
+        convs += sum(op.kind == "CONV_2D" for op in cut.ops)
+    assert convs == sum(op.kind == "CONV_2D" for op in g.ops)
+    # ONNX cuts against the PyTorch sub-models on the same crops, within the fp32 bound (1e-3 px;
+    # the outputs are in image or crop pixels).
+    model = modelzoo.load_model(CASCADE, pretrained=True)
+    with torch.no_grad():
+        want = {"mesh": [t.numpy() for t in model.mesh(torch.from_numpy(inputs["image"][0]))],
+                "iris": [t.numpy() for t in model.iris(torch.from_numpy(inputs["eyes"][0])).values()],
+                "lips": [model.lips(torch.from_numpy(inputs["lips"][0])).numpy()]}
+    feeds = {"mesh": inputs["image"][0], "iris": inputs["eyes"][0], "lips": inputs["lips"][0]}
+    for part, d in parts.items():
+        sess = ort.InferenceSession(d["onnx"])
+        got = sess.run(None, {sess.get_inputs()[0].name: feeds[part]})
+        assert len(got) == len(want[part]), part
+        for a, b in zip(got, want[part]):
+            assert a.shape == b.shape and np.abs(a - b).max() <= 1e-3, (part, np.abs(a - b).max())
+        shifted = got[0].copy()
+        shifted.flat[0] += 2e-3                          # an output moved by twice the bound fails it
+        assert np.abs(shifted - want[part][0]).max() > 1e-3
 
 
 def test_the_command_line_says_what_is_missing_in_one_line(tmp_path):
