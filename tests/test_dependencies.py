@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 ROOMS = ("runtime", "modelzoo", "converters", "validation", "artifacts", "meshport", "experiments")
 SCRIPTS = ("scripts",)
 TESTS = ("tests",)
-FIRST_PARTY = frozenset(ROOMS + SCRIPTS + TESTS + ("conftest",))
+# Test helper modules beside the tests (pytest puts a test file's directory on sys.path, so they are
+# imported by their own name, e.g. tests/e2e/foreign_models.py as `foreign_models`).
+TEST_HELPERS = tuple(sorted({p.stem for p in (REPO / "tests").rglob("*.py")}))
+FIRST_PARTY = frozenset(ROOMS + SCRIPTS + TESTS + TEST_HELPERS + ("conftest",))
 
 
 def normalise(name: str) -> str:
