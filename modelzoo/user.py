@@ -29,6 +29,7 @@ returns (its weights are its own). `meshport build` keeps what the model was mad
 model there again (`use_build_dir`)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from runtime.files import sha256_path
 
 from .errors import MeshportError, RegistryError
 from .spec import FORMATS, PRECISIONS, TOLERANCE_ONLY_PRECISIONS, ModelSpec, TensorSpec, Tolerance
@@ -142,7 +145,7 @@ def load_spec_file(path: Path | str, *, onnx: Path | str | None = None, torch: s
     if kind == "onnx":
         if not onnx_path.is_file():
             raise ModelSourceError(f"no such ONNX file: {onnx_path}")
-        config["source_sha256"] = _sha256(onnx_path)
+        config["source_sha256"] = sha256_path(onnx_path)
     else:
         import_root = import_root or _import_root(factory)
         config["factory"] = factory
@@ -486,6 +489,7 @@ def _ort_session(path: Path):
         raise ModelSourceError(f"{path} is not an ONNX model ONNX Runtime can load: {exc}".splitlines()[0]) from None
 
 
+@functools.cache
 def _named_outputs_class():
     import torch
 
@@ -514,6 +518,7 @@ def _named_outputs_class():
     return NamedOutputsImpl
 
 
+@functools.cache
 def _onnx_source_class():
     import torch
 
@@ -526,7 +531,7 @@ def _onnx_source_class():
         def __init__(self, path: Path, spec: ModelSpec):
             super().__init__()
             self.path, self.spec = Path(path), spec
-            self.register_buffer("source_sha256", torch.tensor(list(bytes.fromhex(_sha256(self.path))),
+            self.register_buffer("source_sha256", torch.tensor(list(bytes.fromhex(sha256_path(self.path))),
                                                                dtype=torch.uint8))
             self._session = None
 
@@ -540,29 +545,12 @@ def _onnx_source_class():
     return OnnxSourceModelImpl
 
 
-def NamedOutputs(model, names):    # noqa: N802  (a class, made on first use)
-    return _class("named", _named_outputs_class)(model, names)
+def NamedOutputs(model, names):    # noqa: N802  (a torch module class, made on first use)
+    return _named_outputs_class()(model, names)
 
 
 def OnnxSourceModel(path, spec):   # noqa: N802
-    return _class("onnx", _onnx_source_class)(path, spec)
-
-
-_CLASSES: dict[str, type] = {}
-
-
-def _class(key: str, make: Callable[[], type]) -> type:
-    if key not in _CLASSES:
-        _CLASSES[key] = make()
-    return _CLASSES[key]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _onnx_source_class()(path, spec)
 
 
 # --------------------------------------------------------------------------- registration

@@ -21,6 +21,7 @@ from modelzoo import user
 from modelzoo.errors import RegistryError
 from modelzoo.spec import Tolerance
 from modelzoo.tolerances import Bounds, evaluate, resolve
+from runtime.files import sha256_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,7 +100,7 @@ def test_spec_file_gives_a_model_spec(tmp_path, onnx_file):
                               ("coreml", "fp16")}
     assert s.tolerance("coreml", "fp32", "logp").rtol == 1e-5
     assert s.tolerance("tflite", "fp16-compute", "logp").atol == 0.05
-    assert s.config["source_sha256"] == user._sha256(tmp_path / "tiny.onnx")
+    assert s.config["source_sha256"] == sha256_path(tmp_path / "tiny.onnx")
 
 
 def test_the_same_spec_in_yaml_and_json_is_the_same_model(tmp_path, onnx_file):
