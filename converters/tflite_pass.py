@@ -57,6 +57,7 @@ class Pass:
     record_key: ClassVar[str]
     label: ClassVar[str]
     in_pipeline: ClassVar[bool] = True       # runs on every onnx2tf output (takes no arguments)
+    exact: ClassVar[bool] = True             # leaves every output as it was (callers verify it)
     requires: tuple[Condition, ...] = ()
     ensures: tuple[Condition, ...] = ()
 

@@ -10,6 +10,8 @@ Callers verify numerically that the model computes the same before and after.
 `fuse_prelu`: onnx2tf's fallback PReLUs back into native PRELU. `add_n_to_add`: two-input ADD_N
 (onnx2tf's `Sum`) as ADD, which XNNPACK delegates. `drop_identity_convs`: remove the 1×1 unit
 convolutions the GridSample lowering ends its crops with (they tell onnx2tf the crop is NHWC).
+`float_hybrid_fc`: hybrid (int8-weight) FULLY_CONNECTEDs of dynamic-range models as float ones,
+which the GPU delegate takes (the only pass that changes outputs: the parity gate judges it).
 
 `rename_io`: give inputs/outputs the names of the model spec and write the one signature,
 `serving_default`, that maps those names to them (replacing whatever onnx2tf left).
@@ -32,12 +34,13 @@ from .tflite_pass import (PASSES, STEP, Condition, Pass, PassConditionError, get
 
 __all__ = ["PASSES", "SIGNATURE_KEY", "STEP", "Condition", "Pass", "PassConditionError", "get_pass", "pipeline",
            "register_pass", "StripGatherGuards", "FusePrelu", "AddNToAdd", "DropIdentityConvs", "RenameIO",
-           "NchwOutputs", "strip_gather_guards", "fuse_prelu", "add_n_to_add", "drop_identity_convs", "rename_io",
+           "NchwOutputs", "FloatHybridFC", "float_hybrid_fc", "strip_gather_guards", "fuse_prelu", "add_n_to_add", "drop_identity_convs", "rename_io",
            "nchw_outputs", "op_histogram"]
 
 # The signature every artifact carries (TensorFlow's default key, what signature runners look up).
 SIGNATURE_KEY = "serving_default"
 F32 = 0  # TensorType FLOAT32
+INT8 = 9  # TensorType INT8
 
 
 def _matches(g: Graph, kinds: tuple[str, ...], match, what: str) -> list[str]:
@@ -223,6 +226,58 @@ class DropIdentityConvs(Pass):
         return len(dropped)
 
 
+# -- float_hybrid_fc ---------------------------------------------------------------------------
+
+def _hybrid_fc(g: Graph, op: Op) -> bool:
+    """A FULLY_CONNECTED of float activations with int8 constant weights (dynamic-range quantisation)."""
+    if op.kind != "FULLY_CONNECTED" or len(op.inputs) < 2:
+        return False
+    x, w, out = g.tensor(op.inputs[0]), g.tensor(op.inputs[1]), g.tensor(op.outputs[0])
+    return x.type == F32 and out.type == F32 and w.type == INT8 and w.const
+
+
+def _float_fc_version(op: Op) -> int:
+    """The op version TFLite's versioning gives a float FULLY_CONNECTED (tflite/tools/versioning/
+    op_version.cc): 6 without a bias input, 5 with keep_num_dims, 2 with shuffled weights, else 1."""
+    if len(op.inputs) == 2:
+        return 6
+    if op.options.get("keepNumDims"):
+        return 5
+    return 2 if op.options.get("weightsFormat") else 1
+
+
+@register_pass
+class FloatHybridFC(Pass):
+    """Give each hybrid FULLY_CONNECTED (float input, int8 weights: what dynamic-range quantisation
+    makes of a MatMul with a large constant, such as the GridSample lowering's base grids) its
+    weights as float32, (q − zero_point)·scale, and float arithmetic. The converter sets one version
+    for every op of a kind, the highest any needs: a per-channel hybrid FULLY_CONNECTED is version
+    12, above the GPU delegate's 9, so every FULLY_CONNECTED of the model would run on the CPU. With
+    no hybrid one left, the version becomes the highest a float one needs. Not exact: the hybrid
+    kernel quantises its input per batch row (asymmetric int8), the float one reads it as it is, so
+    the outputs move by up to that rounding — toward the float model — and the parity gate judges them."""
+    name, record_key, label, exact = "float_hybrid_fc", "hybrid_fc_made_float", "making hybrid FCs float", False
+    ensures = (Condition("no FULLY_CONNECTED has int8 weights and float activations",
+                         lambda g: _matches(g, ("FULLY_CONNECTED",), _hybrid_fc, "hybrid")),)
+
+    def apply(self, g: Graph) -> int:
+        hybrid = [op for op in g.ops if _hybrid_fc(g, op)]
+        for op in hybrid:
+            w = g.dequantized(op.inputs[1])
+            if w is None:
+                raise ConversionError(STEP, f"op {op.index} (FULLY_CONNECTED): int8 weights without a scale")
+            g.set_const(op.inputs[1], w)
+            opts = g.subgraph.operators[op.index].builtinOptions
+            if opts is not None and hasattr(opts, "asymmetricQuantizeInputs"):
+                opts.asymmetricQuantizeInputs = False
+        if hybrid:
+            g.changed()
+            fcs = [op for op in g.ops if op.kind == "FULLY_CONNECTED"]
+            if all(g.tensor(t).type == F32 for op in fcs for t in (*op.inputs[:2], op.outputs[0])):
+                g.set_version("FULLY_CONNECTED", max(_float_fc_version(op) for op in fcs))
+        return len(hybrid)
+
+
 # -- rename_io ---------------------------------------------------------------------------------
 
 def _spec_output(g: Graph, outputs: list[str]) -> dict[int, int]:
@@ -347,6 +402,10 @@ def add_n_to_add(buf: bytes) -> tuple[bytes, int]:
 
 def drop_identity_convs(buf: bytes) -> tuple[bytes, int]:
     return DropIdentityConvs()(buf)
+
+
+def float_hybrid_fc(buf: bytes) -> tuple[bytes, int]:
+    return FloatHybridFC()(buf)
 
 
 def rename_io(buf: bytes, inputs: list[str], outputs: list[str]) -> bytes:

@@ -126,6 +126,14 @@ def _expand_dims(a):  # a new axis of size 1 at each of `axes` (negative: from t
     return np.expand_dims(x, tuple(sorted(v % rank for v in axes)))
 
 
+@op("tile")
+def _tile(a):  # x repeated reps[i] times along axis i (len(reps) == rank of x)
+    x, reps = _f(a["x"]), [int(v) for v in _f(a["reps"])]
+    if len(reps) != x.ndim:
+        raise UnsupportedMILOpError(f"tile with {len(reps)} reps for a rank-{x.ndim} tensor")
+    return np.tile(x, reps)
+
+
 @op("transpose")
 def _transpose(a):
     return np.transpose(_f(a["x"]), [int(p) for p in _f(a["perm"])])

@@ -347,6 +347,42 @@ class Graph:
         self.changed()
         return len(self.subgraph.tensors) - 1
 
+    def dequantized(self, tensor: int) -> np.ndarray | None:
+        """A quantized constant as float32, (q − zero_point)·scale per its quantized dimension;
+        None for a runtime or unquantized tensor."""
+        value, q = self.const(tensor), self.subgraph.tensors[tensor].quantization
+        if value is None or q is None or q.scale is None or not len(q.scale):
+            return None
+        scale = np.asarray(q.scale, np.float32)
+        zero = np.asarray(q.zeroPoint if q.zeroPoint is not None and len(q.zeroPoint) else [0], np.float32)
+        shape = [1] * value.ndim
+        if scale.size > 1:
+            shape[int(q.quantizedDimension or 0)] = scale.size
+        return ((value.astype(np.float32) - zero.reshape(shape if zero.size > 1 else [1] * value.ndim))
+                * scale.reshape(shape)).astype(np.float32)
+
+    def set_const(self, tensor: int, value: np.ndarray) -> None:
+        """Make `tensor` the unquantized constant `value` (its dtype and shape); a buffer other
+        tensors share is left to them and `tensor` gets its own."""
+        from ai_edge_litert import schema_py_generated as schema
+        value = np.ascontiguousarray(value)
+        t = self.subgraph.tensors[tensor]
+        shared = t.buffer <= 0 or any(o.buffer == t.buffer for i, o in enumerate(self.subgraph.tensors) if i != tensor)
+        if shared:
+            self.model.buffers.append(schema.BufferT())
+            t.buffer = len(self.model.buffers) - 1
+        buf = self.model.buffers[t.buffer]
+        buf.data, buf.offset, buf.size = np.frombuffer(value.tobytes(), dtype=np.uint8), 0, 0
+        t.shape, t.type, t.quantization = list(value.shape), type_code(value.dtype), None
+        self.changed()
+
+    def set_version(self, kind: str, version: int) -> None:
+        """Set the version of every op code of `kind` (an op code is shared by the ops of its kind)."""
+        for oc, k in zip(self.model.operatorCodes, self.kinds):
+            if k == kind:
+                oc.version = int(version)
+        self.changed(tensors=False)
+
     def new_op(self, kind: str, inputs: Sequence[int], outputs: Sequence[int], options: str | None = None) -> Any:
         """An OperatorT of builtin `kind` (not yet in the graph); `options` names its schema
         options table ("AddOptions"), left at the schema defaults."""

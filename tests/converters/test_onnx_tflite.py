@@ -136,6 +136,7 @@ def test_tflite_artifacts_are_gpu_clean(built):
         # residual Sum an ADD, the lowering's identity convs (one per crop) gone.
         assert a["prelu_refused"] == 66 and ops["PRELU"] == 73 and a["add_n_as_add"] == 66
         assert a["identity_convs_removed"] == 3 and not {"TRANSPOSE", "ADD_N"} & set(ops)
+        assert a["hybrid_fc_made_float"] == 0          # its one FULLY_CONNECTED (256×3) is too small to quantise
         assert ops["DEPTHWISE_CONV_2D"] == 66
         assert a["gpu_check"]["ok"] is True
         assert a["inputs"][0]["layout"] == "NHWC" and a["inputs"][0]["shape"] == [1, 192, 192, 3]

@@ -98,3 +98,49 @@ def test_rename_io_writes_the_one_serving_signature(stale):
     for k in names:
         np.testing.assert_array_equal(got[k], plain[k])
     np.testing.assert_allclose(got["mean"], x.mean(axis=(1, 2)), rtol=1e-6)
+
+
+def _hybrid_fc_model(rng) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """x (2, 6) · Wᵀ + b with a (4096, 6) constant W (a GridSample base grid's size), through TFLite's
+    dynamic-range quantisation: the converter makes it a hybrid FULLY_CONNECTED (int8 W, float x)."""
+    w = rng.uniform(-1, 1, (4096, 6)).astype(np.float32)
+    b = rng.uniform(-1, 1, 4096).astype(np.float32)
+    concrete = tf.function(lambda x: tf.matmul(x, w, transpose_b=True) + b,
+                           input_signature=[tf.TensorSpec([2, 6], tf.float32)]).get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    return conv.convert(), w, b
+
+
+def test_hybrid_fully_connected_becomes_float_and_gpu_clean():
+    from converters.gpu_check import check_gpu_compatibility
+    from converters.tflite_passes import float_hybrid_fc
+    from runtime.tflite import Graph
+    rng = np.random.default_rng(0)
+    model, w, b = _hybrid_fc_model(rng)
+    g = Graph.from_bytes(model)
+    fc = next(op for op in g.ops if op.kind == "FULLY_CONNECTED")
+    assert g.tensor(fc.inputs[1]).type == 9 and fc.version > 9          # int8 weights, above the GPU's 9
+    assert not check_gpu_compatibility(model).ok
+    q = g.dequantized(fc.inputs[1])
+    # The int8 weights are W rounded to its per-row scale: within half a step of W.
+    step = np.abs(w).max(axis=1, keepdims=True) / 127
+    assert np.all(np.abs(q - w) <= step / 2 * (1 + 1e-6))
+    out, n = float_hybrid_fc(model)
+    assert n == 1
+    g2 = Graph.from_bytes(out)
+    fc2 = next(op for op in g2.ops if op.kind == "FULLY_CONNECTED")
+    assert g2.tensor(fc2.inputs[1]).type == 0 and fc2.version == 1 and not fc2.options["asymmetricQuantizeInputs"]
+    np.testing.assert_array_equal(g2.const(fc2.inputs[1]), q)
+    assert check_gpu_compatibility(out).ok
+    x = rng.uniform(-1, 1, (2, 6)).astype(np.float32)
+    got = next(iter(run_native(out, x).values()))
+    hybrid = next(iter(run_native(model, x).values()))
+    # Float arithmetic on the int8-rounded weights: each output a 6-term float32 dot product plus a
+    # bias, |terms| ≤ 1, so within 8 roundings of 2 (≈ 2e-6) of the float64 result.
+    np.testing.assert_allclose(got, x.astype(np.float64) @ q.T.astype(np.float64) + b, rtol=0, atol=2e-6)
+    # The hybrid kernel also rounded x to int8 (asymmetric, per row): it is further off, by up to
+    # Σ|W|·(x range / 255)/2 per output; the float one does not carry that error.
+    x_step = (x.max(axis=1, keepdims=True) - x.min(axis=1, keepdims=True)) / 255
+    assert np.abs(hybrid - got).max() > 2e-6
+    assert np.all(np.abs(hybrid - got) <= np.abs(q).sum(axis=1) * x_step / 2 * 1.01 + 2e-6)

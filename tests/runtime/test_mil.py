@@ -131,6 +131,18 @@ def test_expand_dims():
     np.testing.assert_array_equal(run("expand_dims", x=x, axes=np.array([1])), torch.from_numpy(x).unsqueeze(1).numpy())
 
 
+def test_tile():
+    """MIL tile (what torch's expand of a size-1 axis converts to: the cascade spreads each iris's
+    depth over its five points with it): reps[i] copies along axis i, one rep per axis, laid out as
+    torch.Tensor.repeat lays them."""
+    x = rng.standard_normal((2, 1, 3)).astype(np.float32)
+    got = run("tile", x=x, reps=np.array([1, 4, 2]))
+    assert got.shape == (2, 4, 6)
+    np.testing.assert_array_equal(got, torch.from_numpy(x).repeat(1, 4, 2).numpy())
+    with pytest.raises(UnsupportedMILOpError, match="2 reps for a rank-3"):
+        run("tile", x=x, reps=np.array([2, 2]))
+
+
 def test_tanh():
     """MIL tanh (what torch's tanh converts to; a flow head's activation) as torch computes it, in
     the input's dtype."""
@@ -142,7 +154,7 @@ def test_tanh():
 TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
               "leaky_relu", "cast", "reshape", "transpose", "concat", "stack", "gather", "slice_by_index",
               "reduce_min", "reduce_max", "reduce_mean", "reduce_sum", "pad", "conv", "max_pool", "resample",
-              "affine", "log", "softmax", "tanh", "expand_dims"}
+              "affine", "log", "softmax", "tanh", "expand_dims", "tile"}
 
 
 @pytest.mark.slow

@@ -182,7 +182,9 @@ def test_edits_and_submodels(models):
 
 def test_passes_are_registered_once_in_pipeline_order():
     from converters.tflite_passes import PASSES, Pass, get_pass, pipeline, register_pass
-    assert [p.name for p in pipeline()] == ["strip_gather_guards", "fuse_prelu", "add_n_to_add", "drop_identity_convs"]
+    assert [p.name for p in pipeline()] == ["strip_gather_guards", "fuse_prelu", "add_n_to_add", "drop_identity_convs",
+                                          "float_hybrid_fc"]
+    assert [p.exact for p in pipeline()] == [True, True, True, True, False]
     assert "rename_io" in PASSES and get_pass("rename_io", ["x"], ["y"]).outputs == ["y"]
     with pytest.raises(RegistryError, match="already registered"):
         register_pass(type("Again", (Pass,), {"name": "fuse_prelu"}))
