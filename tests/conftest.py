@@ -48,12 +48,12 @@ def detector_build(full_build):
 
 @pytest.fixture(scope="session")
 def cascade_build(tmp_path_factory):
-    """face_mesh_cascade built to ONNX and TFLite fp32/fp16 with the GPU check required (one
-    onnx2tf run); `<out>/face_mesh_cascade` and the BuildResult."""
+    """face_mesh_cascade built to every target of its spec (ONNX, TFLite fp32/fp16/int8 with the
+    GPU check required, one onnx2tf run; Core ML fp32/fp16); `<out>/face_mesh_cascade` and the
+    BuildResult."""
     from converters.build import build
     out = tmp_path_factory.mktemp("cascade_build")
-    result = build("face_mesh_cascade", out, formats=["onnx", "tflite"], precisions=["fp32", "fp16"],
-                   require_gpu=True)
+    result = build("face_mesh_cascade", out, require_gpu=True)
     return out / "face_mesh_cascade", result
 
 

@@ -32,10 +32,17 @@ def tolerances() -> dict:
         "second stage on fp16 arithmetic (GPU accelerator): the mesh's fp16 error (≤ 1.2 px measured on faces, "
         "within the shared bound) moves the crops and the crop models magnify it: worst measured 5.8 px on "
         "seeded noise, 1.16 px on faces; mean 1.15% IOD for the untrained lips model, 0.72% for an iris; 2× margin"))
+    int8 = Tolerance(atol=14.0, max_px=14.0, mean_iod_pct=1.5, reason=(
+        "second stage with int8 weights (dynamic range; the eye & iris model's fp32 weights rounded to int8 "
+        "per channel): worst measured 6.8 px on seeded noise (6 seeds), 0.65 px and mean 0.64% IOD on faces, "
+        "their perturbations and photo crops (the untrained lips model), TFLite CPU; 2× margin. On the GPU "
+        "accelerator's fp16 arithmetic the fp16-compute bounds loosened to these apply: measured 5.0 px on noise, "
+        "1.65 px and 2.1% IOD mean on a perturbed face's iris (1.2× under its 2.5%)"))
     for out in SECOND_STAGE:
         for fmt in ("onnx", "tflite", "coreml"):
             tol[(fmt, "fp32", out)] = fp32
         tol[("tflite", "fp16", out)] = fp16
+        tol[("tflite", "int8", out)] = int8
         # Core ML fp16 programs compute in fp16, like the GPU accelerator.
         tol[("coreml", "fp16", out)] = compute
         tol[("tflite", "fp16-compute", out)] = compute

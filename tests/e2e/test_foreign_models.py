@@ -7,9 +7,7 @@ released into a local store and pulled back verified."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +17,8 @@ import pytest
 from modelzoo.tolerances import evaluate, resolve
 from runtime.runners import get_runner
 
-REPO = Path(__file__).resolve().parents[2]
+from meshport_cli import REPO, cli, popen
+
 HERE = Path(__file__).resolve().parent
 GPU = get_runner("tflite-gpu").is_available().ok
 
@@ -73,14 +72,6 @@ def spec_text(mid: str, m: dict) -> str:
     return "\n".join(lines + ["", "[tolerances]", m["tolerances"].strip(), ""])
 
 
-def cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "meshport", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def _popen(*args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "meshport", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def export_onnx(work: Path) -> None:
@@ -110,11 +101,11 @@ def built(tmp_path_factory):
     for mid, m in MODELS.items():
         (work / f"{mid}.toml").write_text(spec_text(mid, m))
         src = ["--onnx", m["onnx"]] if m["source"] == "onnx" else ["--torch", m["factory"]]
-        procs[mid] = _popen("build", "--spec", f"{mid}.toml", *src, "-o", "out", cwd=work)
+        procs[mid] = popen("build", "--spec", f"{mid}.toml", *src, "-o", "out", cwd=work)
     for mid, p in procs.items():
         _, err = p.communicate()
         assert p.returncode == 0, f"build {mid}: {err[-3000:]}"
-    procs = {mid: _popen("validate", mid, "--build", str(out), cwd=REPO) for mid in MODELS}   # another cwd
+    procs = {mid: popen("validate", mid, "--build", str(out), cwd=REPO) for mid in MODELS}   # another cwd
     for mid, p in procs.items():
         _, err = p.communicate()
         assert p.returncode == 0, f"validate {mid}: {err[-3000:]}"
@@ -207,7 +198,7 @@ def test_an_output_shifted_past_its_bound_fails(built, mid):
 
 
 @pytest.mark.slow
-def test_release_and_pull_from_the_cli(built, tmp_path):
+def test_release_and_pull_from_thecli(built, tmp_path):
     """The deformable sampler (an ONNX source) released into a local store from its build
     directory, then pulled back verified (the release's key is trusted): the files match."""
     work, out = built

@@ -5,9 +5,6 @@ output's scale on the CPU and on LiteRT's GPU accelerator in fp32 arithmetic."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +13,8 @@ import pytest
 from runtime.runners import get_runner
 
 import foreign_models as fm
+from meshport_cli import cli
 
-REPO = Path(__file__).resolve().parents[2]
 GPU = get_runner("tflite-gpu").is_available().ok
 NAMES = [fm.combo_name(*c) for c in fm.COMBOS]
 RTOL = 1e-5
@@ -59,10 +56,6 @@ def _spec() -> str:
     return SPEC.format(outputs=outputs, gpu=gpu)
 
 
-def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "meshport", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-
 
 @pytest.fixture(scope="module")
 def combos(tmp_path_factory):
@@ -73,9 +66,9 @@ def combos(tmp_path_factory):
     torch.onnx.export(model, (x,), str(work / "combos.onnx"), input_names=["x"], output_names=NAMES,
                       opset_version=17, dynamo=False)
     (work / "combos.toml").write_text(_spec())
-    r = _cli("build", "--spec", "combos.toml", "--onnx", "combos.onnx", "-o", "out", cwd=work)
+    r = cli("build", "--spec", "combos.toml", "--onnx", "combos.onnx", "-o", "out", cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
-    v = _cli("validate", "gridsample_combos", "--build", str(work / "out"), cwd=work)
+    v = cli("validate", "gridsample_combos", "--build", str(work / "out"), cwd=work)
     assert v.returncode == 0, v.stderr[-3000:]
     return work, work / "out" / "gridsample_combos"
 

@@ -3,14 +3,12 @@ stderr that says what is wrong (the node, the dimension, the module), and nothin
 the output directory for that model."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from meshport_cli import cli
+
 
 SPEC = """\
 id = "{id}"
@@ -30,13 +28,9 @@ name = "y"
 """
 
 
-def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "meshport", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-
 
 def _refused(work: Path, mid: str, *args) -> str:
-    r = _cli("build", *args, "-o", "out", cwd=work)
+    r = cli("build", *args, "-o", "out", cwd=work)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith("meshport: error: "), r.stderr

@@ -1,5 +1,5 @@
-"""face_mesh_cascade through the build's TFLite step with the GPU check required: fp32 and fp16
-artifacts on which every op is accepted by the GPU delegate (no CPU fallback), within the spec's
+"""face_mesh_cascade through the build's TFLite step with the GPU check required: fp32, fp16 and
+int8 (dynamic-range) artifacts on which every op is accepted by the GPU delegate (no CPU fallback), within the spec's
 tolerances of PyTorch on the TFLite CPU runner, and within the fp16-compute tolerance on LiteRT's
 GPU accelerator (the real tflite-gpu runner)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from runtime.runners import get_runner
 pytestmark = pytest.mark.slow
 
 MODEL = "face_mesh_cascade"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def spec():
 
 @pytest.fixture(scope="module")
 def built(cascade_build):
-    """The session's cascade build (ONNX and the two float TFLite artifacts, GPU check required)."""
+    """The session's cascade build's TFLite artifacts (GPU check required), by precision."""
     root, result = cascade_build
     return {a.precision: a for a in result.artifacts if a.format == "tflite"}, root
 

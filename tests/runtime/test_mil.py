@@ -105,6 +105,7 @@ def test_remaining_arithmetic_ops():
     np.testing.assert_allclose(run("reduce_max", x=x, axes=np.array([1]), keep_dims=True), x.max(1, keepdims=True))
     np.testing.assert_allclose(run("reduce_sum", x=x, axes=np.array([0]), keep_dims=False), x.sum(0), rtol=1e-6)
     np.testing.assert_allclose(run("maximum", x=x, y=y), np.maximum(x, y))
+    np.testing.assert_array_equal(run("abs", x=x), np.abs(x))
     np.testing.assert_array_equal(run("transpose", x=x, perm=np.array([1, 0])), x.T)
     np.testing.assert_array_equal(run("slice_by_index", x=x, begin=np.array([1, 0]), end=np.array([3, 4]),
                                       stride=np.array([1, 2])), x[1:3, 0:4:2])
@@ -154,7 +155,7 @@ def test_tanh():
 TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maximum", "inverse", "clip", "floor", "sqrt", "sigmoid", "prelu",
               "leaky_relu", "cast", "reshape", "transpose", "concat", "stack", "gather", "slice_by_index",
               "reduce_min", "reduce_max", "reduce_mean", "reduce_sum", "pad", "conv", "max_pool", "resample",
-              "affine", "log", "softmax", "tanh", "expand_dims", "tile"}
+              "affine", "log", "softmax", "tanh", "expand_dims", "tile", "abs"}
 
 
 @pytest.mark.slow
@@ -171,6 +172,15 @@ def test_every_op_of_the_detector_programs_has_a_unit_test(detector_build):
     from runtime.mil import MILProgram
     for precision in ("fp32", "fp16"):
         ops = set(MILProgram(detector_build / f"face_detector-{precision}.mlpackage").op_types) - {"const"}
+        assert ops <= TESTED_OPS, ops - TESTED_OPS
+
+
+@pytest.mark.slow
+def test_every_op_of_the_cascade_programs_has_a_unit_test(cascade_build):
+    from runtime.mil import MILProgram
+    root, _ = cascade_build
+    for precision in ("fp32", "fp16"):
+        ops = set(MILProgram(root / f"face_mesh_cascade-{precision}.mlpackage").op_types) - {"const"}
         assert ops <= TESTED_OPS, ops - TESTED_OPS
 
 
