@@ -159,29 +159,15 @@ TESTED_OPS = {"add", "linear", "matmul", "relu", "sub", "mul", "real_div", "maxi
 
 
 @pytest.mark.slow
-def test_every_op_of_our_programs_has_a_unit_test(full_build):
+@pytest.mark.parametrize("model, build", [("attention_mesh", "full_build"), ("face_detector", "detector_build"),
+                                          ("face_mesh_cascade", "cascade_build")])
+def test_every_op_of_our_programs_has_a_unit_test(model, build, request):
     from runtime.mil import MILProgram
-    root, _ = full_build
+    root = request.getfixturevalue(build)
+    root = root[0] if isinstance(root, tuple) else root
     for precision in ("fp32", "fp16"):
-        ops = set(MILProgram(root / f"attention_mesh-{precision}.mlpackage").op_types) - {"const"}
-        assert ops <= TESTED_OPS, ops - TESTED_OPS
-
-
-@pytest.mark.slow
-def test_every_op_of_the_detector_programs_has_a_unit_test(detector_build):
-    from runtime.mil import MILProgram
-    for precision in ("fp32", "fp16"):
-        ops = set(MILProgram(detector_build / f"face_detector-{precision}.mlpackage").op_types) - {"const"}
-        assert ops <= TESTED_OPS, ops - TESTED_OPS
-
-
-@pytest.mark.slow
-def test_every_op_of_the_cascade_programs_has_a_unit_test(cascade_build):
-    from runtime.mil import MILProgram
-    root, _ = cascade_build
-    for precision in ("fp32", "fp16"):
-        ops = set(MILProgram(root / f"face_mesh_cascade-{precision}.mlpackage").op_types) - {"const"}
-        assert ops <= TESTED_OPS, ops - TESTED_OPS
+        ops = set(MILProgram(root / f"{model}-{precision}.mlpackage").op_types) - {"const"}
+        assert ops <= TESTED_OPS, (model, precision, ops - TESTED_OPS)
 
 
 # -- resample / affine / log / softmax ---------------------------------------------------------
