@@ -53,15 +53,39 @@ def nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
-def run_onnx2tf(onnx_path: Path, workdir: Path, input_name: str, size: int, quantize: bool = False) -> Path:
+def calibration_set(spec: ModelSpec, count: int = 20) -> np.ndarray:
+    """int8 calibration inputs for the model's one 4-D input, channels-last as onnx2tf feeds them:
+    the spec's own samples first (a user model's), then — for a square RGB image in [0, 1], the
+    zoo's face models — augmented real face crops, else seeded inputs over its value range."""
+    from modelzoo.user import samples_of
+    inp = spec.inputs[0]
+    shape = tuple(1 if d is None else int(d) for d in inp.shape)
+    if len(shape) != 4 or inp.layout != "NCHW":
+        raise ConversionError(STEP, f"int8 calibration needs a 4-D NCHW input; {inp.name} is {list(shape)} "
+                                    f"{inp.layout or 'without a layout'}")
+    lo, hi = inp.value_range or (0.0, 1.0)
+    chw = shape[1:]
+    rows = [a.reshape((-1,) + chw) for _, a in samples_of(spec) if a.size % int(np.prod(chw)) == 0]
+    picked = np.concatenate(rows)[:count] if rows else np.empty((0,) + chw, np.float32)
+    rest = count - len(picked)
+    if rest and inp.channel_order == "RGB" and chw[1] == chw[2] and (lo, hi) == (0.0, 1.0):
+        fill = face_calibration_set(chw[2], rest).transpose(0, 3, 1, 2)
+    else:
+        fill = lo + (hi - lo) * np.random.default_rng(0).random((rest,) + chw, dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate([picked, fill]).astype(np.float32).transpose(0, 2, 3, 1))
+
+
+def run_onnx2tf(onnx_path: Path, workdir: Path, input_name: str, calibration: np.ndarray | None = None) -> Path:
     """onnx2tf on `workdir/<onnx file>` with the offline recipe (calibration files in place, the
-    venv's `bin` on PATH); int8 calibrated on `size`-px face crops fed to `input_name`. Returns
-    onnx2tf's output directory (`<stem>_float32.tflite`, `_float16`, …)."""
+    venv's `bin` on PATH); with `calibration` (NHWC inputs for `input_name`, calibration_set), the
+    int8 variants too, fed those values as they are. Returns onnx2tf's output directory
+    (`<stem>_float32.tflite`, `_float16`, …)."""
     np.save(workdir / ONNX2TF_CALIBRATION, face_calibration_set(128, 20))
     args = ["-i", onnx_path.name, "-o", "tf", "-n"]
-    if quantize:
-        np.save(workdir / "calibration.npy", face_calibration_set(size, 20))
-        zeros, ones = "[[[[0.0,0.0,0.0]]]]", "[[[[1.0,1.0,1.0]]]]"  # inputs are already in [0,1]
+    if calibration is not None:
+        np.save(workdir / "calibration.npy", calibration)
+        c = calibration.shape[-1]
+        zeros, ones = f"[[[[{','.join(['0.0'] * c)}]]]]", f"[[[[{','.join(['1.0'] * c)}]]]]"   # mean 0, std 1
         args += ["-oiqt", "-qt", "per-channel", "-cind", input_name, "calibration.npy", zeros, ones]
     bindir = os.path.dirname(sys.executable)
     exe = shutil.which("onnx2tf", path=bindir) or shutil.which("onnx2tf")
@@ -92,6 +116,7 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
     t0 = time.perf_counter()
     feeds = gate.gate_inputs(spec)
     refs = {k: gate.torch_reference(model, v) for k, v in feeds.items()}
+    calibration = calibration_set(spec) if "int8" in out_paths else None
     with tempfile.TemporaryDirectory(prefix="meshport-tflite-") as tmp:
         work = Path(tmp)
         simplified, ok = simplify(proto)
@@ -100,8 +125,7 @@ def onnx_to_tflite(onnx_path: Path, model: torch.nn.Module, spec: ModelSpec, out
         lowered, n_sums = sum_residual_adds(lower_gridsample(gpu_rewrites(simplified)))
         lowered_path = work / f"{spec.id}.onnx"
         onnx.save(lowered, str(lowered_path))
-        produced = run_onnx2tf(lowered_path, work, spec.inputs[0].name, int(spec.inputs[0].shape[-1]),
-                               quantize="int8" in out_paths)
+        produced = run_onnx2tf(lowered_path, work, spec.inputs[0].name, calibration)
         prepass = {"gridsample_lowered": True, "residual_adds_as_sum": n_sums}
         artifacts = []
         for precision, out_path in out_paths.items():

@@ -161,7 +161,7 @@ def _tflite(model: onnx.ModelProto, tmp_path) -> bytes:
     from converters.tflite_passes import pipeline
     path = tmp_path / "sampler.onnx"
     onnx.save(lower_gridsample(model), str(path))
-    raw = (run_onnx2tf(path, tmp_path, "x", MAP[2]) / "sampler_float32.tflite").read_bytes()
+    raw = (run_onnx2tf(path, tmp_path, "x") / "sampler_float32.tflite").read_bytes()
     for tflite_pass in pipeline():
         raw, _ = tflite_pass(raw)
     return raw

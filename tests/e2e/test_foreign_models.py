@@ -63,6 +63,8 @@ def spec_text(mid: str, m: dict) -> str:
     lines = [f'id = "{mid}"', f'description = "foreign model {mid} (seeded random weights)"']
     if m["source"] == "torch":
         lines.append(f"opset = {m.get('opset', 17)}")
+    if m.get("targets"):
+        lines.append("targets = " + json.dumps(m["targets"]))
     lines += ["", "[[inputs]]", 'name = "image"' if m["source"] != "onnx" or mid != "deform_sampler" else
               'name = "features"', f"shape = {m['shape']}", 'layout = "NCHW"', f"value_range = {m['vr']}"]
     if m.get("rgb"):
@@ -217,3 +219,34 @@ def test_release_and_pull_from_thecli(built, tmp_path):
         assert (pulled / name).read_bytes() == (out / "deform_sampler" / name).read_bytes(), name
     manifest = json.loads((store / "deform_sampler" / "1.0.0" / "manifest.json").read_text())
     assert manifest["signature"]
+
+
+INT8 = dict(source="onnx", onnx="stn.onnx", shape=[1, 1, 28, 28], vr=[0.0, 1.0], outputs=["log_probs"],
+            targets=["onnx/fp32", "tflite/int8"], tolerances=FP32 + """
+"tflite/int8" = { rtol = 0.25, reason = "int8 weights per channel: each off by ≤ half a step of max|w|/127 (2⁻⁸ of the channel's largest), 8× the fp16 rounding, through the same √n growth over sums of ≤ 320 products: 8 × 3e-2 of max|log p|" }
+"tflite/fp16-compute" = { rtol = 3e-2, reason = "the GPU accelerator's fp16 arithmetic, as for the float STN" }
+""")
+
+
+@pytest.mark.slow
+def test_int8_of_a_users_one_channel_model_from_the_cli(tmp_path):
+    """int8 of a model that is not a face model (one 28×28 channel): calibrated on seeded inputs of
+    its own shape and range, GPU-clean, and within its bound on every TFLite runner."""
+    export_onnx(tmp_path)
+    (tmp_path / "stn_int8.toml").write_text(spec_text("stn_int8", INT8))
+    b = cli("build", "--spec", "stn_int8.toml", "--onnx", "stn.onnx", "-o", "out", cwd=tmp_path)
+    assert b.returncode == 0, b.stderr[-3000:]
+    v = cli("validate", "stn_int8", "--build", str(tmp_path / "out"), cwd=tmp_path)
+    assert v.returncode == 0, v.stderr[-3000:]
+    out = tmp_path / "out"
+    record = json.loads((out / "stn_int8" / "build.json").read_text())
+    int8 = next(a for a in record["artifacts"] if a["precision"] == "int8")
+    assert int8["gpu_check"]["ok"] and not int8["gpu_check"]["flagged"]
+    parity = _parity(out, "stn_int8")
+    assert parity["passed"]
+    edges = [e for e in parity["edges"] if e["reference"] == "pytorch" and e["precision"] == "int8"]
+    assert {e["candidate"].split("@")[1] for e in edges} >= RUNNERS["tflite"]
+    spec, ref, _ = _outputs(out, "stn_int8", "stn_int8.onnx", "onnxruntime")
+    bound = 0.25 * float(np.abs(ref["log_probs"]).max())
+    for e in edges:       # measured ≤ 3.4e-3 (GPU fp16), 1.2e-3 on the CPU, against a bound of ~0.6
+        assert e["passed"] and e["outputs"]["log_probs"]["max_abs"] <= 0.1 * bound, e["candidate"]

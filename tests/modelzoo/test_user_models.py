@@ -208,6 +208,35 @@ def test_user_input_sets_are_seeded_in_range_and_carry_the_samples(tmp_path, onn
     assert seeded.min() < -0.9 and seeded.max() > 0.9 and seeded.min() >= -1 and seeded.max() <= 1
 
 
+def test_int8_calibration_takes_the_samples_then_seeded_inputs_in_range(tmp_path, onnx_file):
+    """A user model's int8 calibration (onnx2tf's channels-last feed): its samples first, then
+    seeded inputs over its value range [-1, 1] (not the zoo's face crops in [0, 1]); the zoo's face
+    models keep their face crops."""
+    import modelzoo
+    from converters.onnx_tflite import calibration_set
+    from modelzoo.data import face_calibration_set
+    sample = np.full((1, 3, 16, 16), 0.25, np.float32)
+    sample[0, 1] = -0.5                       # channels differ: the NCHW → NHWC move is visible
+    np.save(tmp_path / "x.npy", sample)
+    um = user.register(user.load_spec_file(spec_dir(tmp_path, onnx_file), samples=tmp_path / "x.npy"))
+    cal = calibration_set(um.spec)
+    assert cal.shape == (20, 16, 16, 3) and cal.dtype == np.float32
+    np.testing.assert_array_equal(cal[0], sample[0].transpose(1, 2, 0))
+    rest = cal[1:]
+    assert rest.min() < -0.9 and rest.max() > 0.9 and rest.min() >= -1 and rest.max() <= 1
+    np.testing.assert_array_equal(calibration_set(modelzoo.get_spec("attention_mesh")),
+                                  face_calibration_set(192, 20))
+
+
+def test_int8_calibration_refuses_an_input_that_is_not_an_nchw_image(tmp_path, onnx_file):
+    from converters.onnx_tflite import calibration_set
+    text = SPEC.format(extra="").replace('shape = ["N", 3, 16, 16]\nlayout = "NCHW"', "shape = [1, 768]")
+    export(torch.nn.Linear(768, 4), tmp_path / "lin.onnx", shape=(1, 768))
+    um = user.load_spec_file(spec_dir(tmp_path, tmp_path / "lin.onnx", text=text))
+    with pytest.raises(ConversionError, match=r"int8 calibration needs a 4-D NCHW input; image is \[1, 768\]"):
+        calibration_set(um.spec)
+
+
 # ------------------------------------------------------------------------------ relative bounds
 
 def test_rtol_bounds_relative_to_the_reference_and_fails_past_it():
