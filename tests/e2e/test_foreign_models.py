@@ -2,8 +2,8 @@
 (tests/e2e/foreign_models.py, seeded random weights) built from a spec file — the STN tutorial and
 the deformable sampler as ONNX files exported here, the flow warp as a `--torch` factory found in
 the working directory — to ONNX, TFLite fp32/fp16 (GPU-clean) and Core ML fp32/fp16, validated on
-ONNX Runtime, TFLite (CPU), LiteRT's GPU accelerator and the MIL reference evaluator; one of them
-released into a local store and pulled back verified."""
+ONNX Runtime, TFLite (CPU), LiteRT's GPU accelerator and the MIL reference evaluator; each
+released into a local store and pulled back verified; and the STN built to int8."""
 from __future__ import annotations
 
 import json
@@ -200,24 +200,24 @@ def test_an_output_shifted_past_its_bound_fails(built, mid):
 
 
 @pytest.mark.slow
-def test_release_and_pull_from_thecli(built, tmp_path):
-    """The deformable sampler (an ONNX source) released into a local store from its build
-    directory, then pulled back verified (the release's key is trusted): the files match."""
+@pytest.mark.parametrize("mid", list(MODELS))
+def test_release_and_pull_from_the_cli(built, mid, tmp_path):
+    """Each model (ONNX or factory source) released into a local store from its build directory,
+    then pulled back verified (the release's key is trusted): the files match."""
     work, out = built
     store, pulled = tmp_path / "store", tmp_path / "pulled"
-    r = cli("release", "deform_sampler", "--version", "1.0.0", "-o", str(out), "--store", str(store), "--runs", "3",
-            cwd=REPO)
+    r = cli("release", mid, "--version", "1.0.0", "-o", str(out), "--store", str(store), "--runs", "3", cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "deform_sampler@1.0.0 published" in r.stdout
-    p = cli("pull", "deform_sampler@1.0.0", "--store", str(store), "-o", str(pulled), cwd=tmp_path)
+    assert f"{mid}@1.0.0 published" in r.stdout
+    p = cli("pull", f"{mid}@1.0.0", "--store", str(store), "-o", str(pulled), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "UNVERIFIED" not in p.stderr + p.stdout
-    record = json.loads((out / "deform_sampler" / "build.json").read_text())
+    record = json.loads((out / mid / "build.json").read_text())
     names = {a["path"] for a in record["artifacts"] if not a["path"].endswith(".mlpackage")}
-    assert {"deform_sampler.onnx", "deform_sampler-fp32.tflite", "deform_sampler-fp16.tflite"} <= names
+    assert {f"{mid}.onnx", f"{mid}-fp32.tflite", f"{mid}-fp16.tflite"} <= names
     for name in names:
-        assert (pulled / name).read_bytes() == (out / "deform_sampler" / name).read_bytes(), name
-    manifest = json.loads((store / "deform_sampler" / "1.0.0" / "manifest.json").read_text())
+        assert (pulled / name).read_bytes() == (out / mid / name).read_bytes(), name
+    manifest = json.loads((store / mid / "1.0.0" / "manifest.json").read_text())
     assert manifest["signature"]
 
 
