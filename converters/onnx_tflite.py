@@ -63,15 +63,14 @@ def calibration_set(spec: ModelSpec, count: int = 20) -> np.ndarray:
     if len(shape) != 4 or inp.layout != "NCHW":
         raise ConversionError(STEP, f"int8 calibration needs a 4-D NCHW input; {inp.name} is {list(shape)} "
                                     f"{inp.layout or 'without a layout'}")
-    lo, hi = inp.value_range or (0.0, 1.0)
     chw = shape[1:]
-    rows = [a.reshape((-1,) + chw) for _, a in samples_of(spec) if a.size % int(np.prod(chw)) == 0]
+    rows = [a.reshape((-1,) + chw) for _, a in samples_of(spec)]    # samples have the input's shape
     picked = np.concatenate(rows)[:count] if rows else np.empty((0,) + chw, np.float32)
     rest = count - len(picked)
-    if rest and inp.channel_order == "RGB" and chw[1] == chw[2] and (lo, hi) == (0.0, 1.0):
+    if rest and inp.channel_order == "RGB" and chw[1] == chw[2] and (inp.value_range or (0.0, 1.0)) == (0.0, 1.0):
         fill = face_calibration_set(chw[2], rest).transpose(0, 3, 1, 2)
-    else:
-        fill = lo + (hi - lo) * np.random.default_rng(0).random((rest,) + chw, dtype=np.float32)
+    else:                   # the gate's seeded inputs, one seed each
+        fill = np.concatenate([gate.seeded_input(spec, seed) for seed in range(rest)] or [picked[:0]])
     return np.ascontiguousarray(np.concatenate([picked, fill]).astype(np.float32).transpose(0, 2, 3, 1))
 
 

@@ -353,13 +353,12 @@ class Graph:
         value, q = self.const(tensor), self.subgraph.tensors[tensor].quantization
         if value is None or q is None or q.scale is None or not len(q.scale):
             return None
-        scale = np.asarray(q.scale, np.float32)
-        zero = np.asarray(q.zeroPoint if q.zeroPoint is not None and len(q.zeroPoint) else [0], np.float32)
-        shape = [1] * value.ndim
-        if scale.size > 1:
-            shape[int(q.quantizedDimension or 0)] = scale.size
-        return ((value.astype(np.float32) - zero.reshape(shape if zero.size > 1 else [1] * value.ndim))
-                * scale.reshape(shape)).astype(np.float32)
+        axis = int(q.quantizedDimension or 0)
+
+        def along_axis(v) -> np.ndarray:    # one value per slice of the quantized dimension, or one for all
+            v = np.asarray(v if v is not None and len(v) else [0], np.float32)
+            return v.reshape([v.size if d == axis else 1 for d in range(value.ndim)]) if v.size > 1 else v.reshape(())
+        return ((value.astype(np.float32) - along_axis(q.zeroPoint)) * along_axis(q.scale)).astype(np.float32)
 
     def set_const(self, tensor: int, value: np.ndarray) -> None:
         """Make `tensor` the unquantized constant `value` (its dtype and shape); a buffer other
