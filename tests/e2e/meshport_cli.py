@@ -23,3 +23,13 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def popen(*args: str, cwd: Path) -> subprocess.Popen:
     """Start one command (to run beside others); stdout and stderr piped."""
     return subprocess.Popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_command(args, cwd))
+
+
+def _gpu() -> bool:
+    from runtime.runners import get_runner
+    return get_runner("tflite-gpu").is_available().ok
+
+
+GPU = _gpu()   # LiteRT's GPU accelerator works here (a Vulkan adapter, software or not)
+# The runners `meshport validate` checks each format on, here.
+RUNNERS = {"onnx": {"onnxruntime"}, "tflite": {"tflite", "tflite-gpu"} if GPU else {"tflite"}, "coreml": {"mil"}}

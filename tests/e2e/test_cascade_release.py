@@ -10,15 +10,12 @@ import json
 import pytest
 
 from modelzoo.spec import DEFAULT_TARGETS
-from runtime.runners import get_runner
 
-from meshport_cli import REPO, cli
+from meshport_cli import REPO, RUNNERS, cli
 
 pytestmark = pytest.mark.slow
 
 MODEL = "face_mesh_cascade"
-GPU = get_runner("tflite-gpu").is_available().ok
-RUNNERS = {"onnx": {"onnxruntime"}, "tflite": {"tflite", "tflite-gpu"} if GPU else {"tflite"}, "coreml": {"mil"}}
 
 
 @pytest.fixture(scope="module")

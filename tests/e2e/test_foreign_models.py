@@ -17,10 +17,9 @@ import pytest
 from modelzoo.tolerances import evaluate, resolve
 from runtime.runners import get_runner
 
-from meshport_cli import REPO, cli, popen
+from meshport_cli import GPU, REPO, RUNNERS, cli, popen
 
 HERE = Path(__file__).resolve().parent
-GPU = get_runner("tflite-gpu").is_available().ok
 
 # Tolerances, from the arithmetic of each model (rtol is × max|reference| of the output).
 #
@@ -55,7 +54,6 @@ MODELS = {
 "tflite/fp16-compute" = { rtol = 3e-2, reason = "the GPU accelerator's fp16 arithmetic also rounds the normalised tap coordinates (2⁻¹¹ of ≤ 1.3: ≤ 1/200 px at 16 px) and the 36-term 1×1 conv sum: 3e-2" }
 """),
 }
-RUNNERS = {"onnx": {"onnxruntime"}, "tflite": {"tflite", "tflite-gpu"} if GPU else {"tflite"}, "coreml": {"mil"}}
 TARGETS = [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"), ("coreml", "fp32"), ("coreml", "fp16")]
 
 

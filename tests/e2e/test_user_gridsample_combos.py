@@ -10,12 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.runners import get_runner
-
 import foreign_models as fm
-from meshport_cli import cli
+from meshport_cli import GPU, cli
 
-GPU = get_runner("tflite-gpu").is_available().ok
 NAMES = [fm.combo_name(*c) for c in fm.COMBOS]
 RTOL = 1e-5
 
